@@ -1,0 +1,8 @@
+"""nextflow-k8s-service: run a Nextflow scatter-gather demo on Kubernetes and stream it live."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("nextflow-k8s-service")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"

@@ -1,0 +1,211 @@
+"""Typed configuration: every knob of the service, read once from the environment (and `.env`).
+
+One `Settings` object is built at start-up (by the console script or by `create_app`) and handed
+explicitly to whatever needs it; no module reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nextflow_k8s_service.errors import ConfigurationError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_WORKFLOW_DIR = PACKAGE_DIR.parent / "workflows"
+
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|[KMGTP]?B?)?\s*$", re.IGNORECASE)
+_CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)(m?)\s*$")
+
+
+class ExecutorKind(StrEnum):
+    """Where the demo's tasks run."""
+
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+def parse_memory_bytes(value: str) -> int:
+    """Parse a Kubernetes (`4Gi`, `512Mi`) or Nextflow (`4 GB`) memory amount into bytes.
+
+    Nextflow's `GB` is binary (1024**3), as in its `MemoryUnit`. Raises `ValueError`.
+    """
+    match = _MEMORY_RE.match(value)
+    if not match:
+        raise ValueError(f"not a memory amount: {value!r} (examples: 4Gi, 512Mi, '4 GB')")
+    number = float(match.group(1))
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    exponent = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}[unit]
+    return int(number * 1024**exponent)
+
+
+def parse_cpu(value: str) -> float:
+    """Parse a CPU amount (`2`, `500m`, `1.5`) into cores. Raises `ValueError`."""
+    match = _CPU_RE.match(value)
+    if not match:
+        raise ValueError(f"not a CPU amount: {value!r} (examples: 2, 500m, 1.5)")
+    cores = float(match.group(1))
+    return cores / 1000 if match.group(2) else cores
+
+
+class Settings(BaseSettings):
+    """Every setting of the service (SPEC §6). Environment variables use the upper-case name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    executor: ExecutorKind = Field(
+        ExecutorKind.LOCAL, description="Where tasks run: `local` subprocesses or `kubernetes`."
+    )
+    host: str = Field("127.0.0.1", description="Interface the console script listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port the console script listens on.")
+    workspace_dir: Path = Field(
+        Path(".workspace"), description="Directory holding `work/<run_id>` and `results/<run_id>`."
+    )
+    workflow_dir: Path = Field(
+        REPO_WORKFLOW_DIR, description="Directory with demo.nf, nextflow.config and bin/."
+    )
+    demo_generate_seconds: float = Field(
+        5.0, ge=0, le=600, description="Seconds each GENERATE task takes (0 = no wait)."
+    )
+    demo_analyze_seconds: float = Field(
+        3.0, ge=0, le=600, description="Seconds each ANALYZE task takes (0 = no wait)."
+    )
+    demo_rows_per_batch: int = Field(
+        100, ge=1, le=1_000_000, description="Synthetic rows written per batch."
+    )
+    default_batch_count: int = Field(5, ge=1, description="Batches when a request names none.")
+    max_batch_count: int = Field(12, ge=1, le=100, description="Largest batch count accepted.")
+    redis_url: str | None = Field(
+        None, description="Redis URL; unset = in-memory state (one replica only)."
+    )
+    redis_key_prefix: str = Field(
+        "nextflow:pipeline:", min_length=1, description="Prefix of every Redis key of the service."
+    )
+    redis_lease_seconds: float = Field(
+        30.0, gt=1, le=600, description="Lifetime of the run lock; renewed by its owner (seconds)."
+    )
+    run_history_limit: int = Field(5, ge=1, le=100, description="Finished runs remembered.")
+    run_ttl_minutes: float = Field(
+        30.0, gt=0, description="Minutes a finished run stays in history (minutes)."
+    )
+    run_timeout_seconds: int = Field(
+        3600, ge=10, description="Hard limit of one run (Job activeDeadlineSeconds; seconds)."
+    )
+    max_websocket_clients: int = Field(
+        100, ge=1, le=10_000, description="WebSocket clients per replica."
+    )
+    websocket_queue_frames: int = Field(
+        256, ge=8, le=100_000, description="Frames a slow client may fall behind before 1013."
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="CORS and WebSocket Origin allow-list (comma-separated or JSON list).",
+    )
+    admin_token: str | None = Field(
+        None, min_length=8, description="Bearer token that may cancel any run."
+    )
+    nextflow_namespace: str = Field("nextflow", description="Namespace of Jobs and task pods.")
+    nextflow_image: str = Field("nextflow/nextflow:25.04.7", description="Controller image.")
+    nextflow_version: str = Field("25.04.7", description="Nextflow version the controller pins.")
+    worker_image: str = Field("python:3.12-slim", description="Image of Nextflow's task pods.")
+    nextflow_service_account: str = Field(
+        "nextflow-runner", description="Service account of the controller and task pods."
+    )
+    workspace_pvc: str = Field(
+        "nextflow-workspace", description="ReadWriteMany claim shared by controller and tasks."
+    )
+    workflow_configmap: str = Field(
+        "demo-workflow", description="ConfigMap holding workflows/ (generated by kustomize)."
+    )
+    controller_cpu_limit: str = Field("2", description="Controller pod CPU (cores or millicores).")
+    controller_memory_limit: str = Field("4Gi", description="Controller pod memory.")
+    worker_cpu_limit: str = Field("1", description="Task pod CPU (cores).")
+    worker_memory_limit: str = Field("4 GB", description="Task pod memory (Nextflow notation).")
+    homelab_total_cpu: float = Field(14, gt=0, description="Quota CPU the preview checks (cores).")
+    homelab_total_memory_gi: float = Field(
+        50, gt=0, description="Quota memory the preview checks (GiB)."
+    )
+    kube_context: str | None = Field(None, description="kubeconfig context outside a cluster.")
+    kubeconfig: Path | None = Field(
+        None,
+        description="kubeconfig file outside a cluster (default: $KUBECONFIG, ~/.kube/config).",
+    )
+    kube_request_timeout_seconds: float = Field(
+        15.0, gt=0, le=300, description="Timeout of one Kubernetes API call (seconds)."
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+            raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
+        return level
+
+    @field_validator("controller_cpu_limit", "worker_cpu_limit")
+    @classmethod
+    def _check_cpu(cls, value: str) -> str:
+        parse_cpu(value)
+        return value
+
+    @field_validator("controller_memory_limit", "worker_memory_limit")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        parse_memory_bytes(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Settings:
+        if self.default_batch_count > self.max_batch_count:
+            raise ValueError(
+                f"DEFAULT_BATCH_COUNT ({self.default_batch_count}) exceeds "
+                f"MAX_BATCH_COUNT ({self.max_batch_count})"
+            )
+        return self
+
+    @property
+    def work_root(self) -> Path:
+        """Root of the per-run work directories."""
+        return self.workspace_dir / "work"
+
+    @property
+    def results_root(self) -> Path:
+        """Root of the per-run published results."""
+        return self.workspace_dir / "results"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build `Settings` from the environment; raise `ConfigurationError` with one clear line.
+
+    The line names the offending environment variable, e.g.
+    `invalid configuration: MAX_BATCH_COUNT: Input should be less than or equal to 100`.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
+            problems.append(f"{location}: {error['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}") from None

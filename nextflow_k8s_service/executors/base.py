@@ -1,0 +1,98 @@
+"""The Executor protocol: what the pipeline manager needs from a place that runs the demo.
+
+Both executors emit the same three event kinds, so the manager, the stream and the page never
+care which one runs:
+
+- `StatusChanged`: the run's status moved (`starting`, `running`, or a terminal status);
+- `TaskChanged`: one task (process + batch index) changed state;
+- `LogEmitted`: one line of output, tagged with its source.
+
+`events(run_id)` ends right after the terminal `StatusChanged`, which it always yields exactly
+once (also after `cancel`, and with `unknown` when the executor loses track of the run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from nextflow_k8s_service.models import CheckResult, LogLine, RunStatus, TaskState, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What to run: everything an executor needs to start (or re-adopt) one run."""
+
+    run_id: str
+    batch_count: int
+    rows_per_batch: int
+    generate_seconds: float
+    analyze_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    status: RunStatus
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChanged:
+    """Task `process` (`GENERATE`, `ANALYZE`, `REPORT`) for batch `index` (None for REPORT)."""
+
+    process: str
+    index: int | None
+    state: TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class LogEmitted:
+    source: str
+    message: str
+    timestamp: datetime = field(default_factory=utcnow)
+
+    def line(self) -> LogLine:
+        return LogLine(timestamp=self.timestamp, source=self.source, message=self.message)
+
+
+ExecutorEvent = StatusChanged | TaskChanged | LogEmitted
+
+
+def task_source(process: str, index: int | None) -> str:
+    """The log source / display name of a task: `GENERATE (3)`, `REPORT`."""
+    return process if index is None else f"{process} ({index})"
+
+
+class Executor(Protocol):
+    """Runs the demo somewhere. Implementations own their background work per run.
+
+    Contract:
+    - `start` returns once the run is submitted; it raises `ExecutorStartError` (refused: bad
+      request, forbidden, conflict) or `ExecutorUnavailableError` (backend unreachable). After
+      a raise nothing of the run is left running.
+    - `events` may be called once per started or adopted run; it yields until (and including)
+      the terminal `StatusChanged`. Cancelling the iterating task stops following the run but
+      does not cancel the run itself.
+    - `cancel` asks the run to stop; `events` then ends with `StatusChanged(CANCELLED)`.
+      It is idempotent and safe for a run that has already finished.
+    - `adopt` re-attaches to a run started by an earlier process (after a restart); it returns
+      False when the run no longer exists, and then `events` must not be called.
+    - `check` reports whether the backend is reachable (readiness), never raises.
+    - `close` releases everything (all runs stop being followed; local runs are killed).
+    """
+
+    name: str
+
+    async def start(self, spec: RunSpec) -> None: ...
+
+    def events(self, run_id: str) -> AsyncIterator[ExecutorEvent]: ...
+
+    async def cancel(self, run_id: str) -> None: ...
+
+    async def adopt(self, spec: RunSpec) -> bool: ...
+
+    async def check(self) -> CheckResult: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,25 @@
+"""The Kubernetes API calls this service makes, as RBAC rules: the single source of truth.
+
+`SERVICE_PERMISSIONS` is what the service's own account needs in the run namespace; the
+Role in `k8s/` must grant exactly this (tests compare both with the calls the executor makes
+against the API fake). `RUNNER_PERMISSIONS` is what Nextflow's k8s executor (the controller
+Job, account `nextflow-runner`) needs to create and follow its task pods.
+"""
+
+from __future__ import annotations
+
+# (apiGroup, resource) -> verbs
+Permissions = dict[tuple[str, str], frozenset[str]]
+
+SERVICE_PERMISSIONS: Permissions = {
+    ("batch", "jobs"): frozenset({"create", "get", "list", "watch", "delete"}),
+    ("", "configmaps"): frozenset({"create", "delete"}),
+    ("", "pods"): frozenset({"list", "watch", "deletecollection"}),
+    ("", "pods/log"): frozenset({"get"}),
+}
+
+RUNNER_PERMISSIONS: Permissions = {
+    ("", "pods"): frozenset({"create", "get", "list", "watch", "delete"}),
+    ("", "pods/status"): frozenset({"get"}),
+    ("", "pods/log"): frozenset({"get"}),
+}
