@@ -32,17 +32,20 @@ class ExecutorKind(StrEnum):
 
 
 def parse_memory_bytes(value: str) -> int:
-    """Parse a Kubernetes (`4Gi`, `512Mi`) or Nextflow (`4 GB`) memory amount into bytes.
+    """Parse a memory amount into bytes: `4Gi`/`512Mi` are binary, `4G`/`4 GB` decimal (SI).
 
-    Nextflow's `GB` is binary (1024**3), as in its `MemoryUnit`. Raises `ValueError`.
+    Nextflow itself reads `4 GB` as 4 GiB; the Kubernetes executor therefore hands Nextflow an
+    exact MiB figure (see `kubernetes/jobs.py`) so pods request what the quota arithmetic of
+    `/demo/preview` assumes. Raises `ValueError`.
     """
     match = _MEMORY_RE.match(value)
     if not match:
         raise ValueError(f"not a memory amount: {value!r} (examples: 4Gi, 512Mi, '4 GB')")
     number = float(match.group(1))
-    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
-    exponent = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}[unit]
-    return int(number * 1024**exponent)
+    unit = (match.group(2) or "").upper().removesuffix("B")
+    base = 1024 if unit.endswith("I") else 1000
+    exponent = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}[unit.removesuffix("I")]
+    return int(number * base**exponent)
 
 
 def parse_cpu(value: str) -> float:

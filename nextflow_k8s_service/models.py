@@ -6,15 +6,19 @@ import re
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 RUN_ID_PATTERN = r"^r[0-9a-f]{11}$"
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 PROCESSES: tuple[str, ...] = ("GENERATE", "ANALYZE", "REPORT")
+
+
+#: A timezone-aware timestamp, written as ISO-8601 with an explicit offset (`+00:00`).
+Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), when_used="json")]
 
 
 def utcnow() -> datetime:
@@ -73,10 +77,13 @@ class Counts(BaseModel):
 
 
 class Progress(BaseModel):
-    """Per-process task counts and the overall percentage."""
+    """Per-process task counts, the overall percentage and each task's state by name."""
 
     percent: float = Field(0.0, ge=0, le=100)
     processes: dict[str, Counts] = Field(default_factory=dict)
+    tasks: dict[str, TaskState] = Field(
+        default_factory=dict, description="Task name (`GENERATE (3)`, `REPORT`) to its state."
+    )
 
 
 class LogLine(BaseModel):
@@ -84,7 +91,7 @@ class LogLine(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    timestamp: datetime
+    timestamp: Timestamp
     source: str
     message: str
 
@@ -97,8 +104,8 @@ class RunRecord(BaseModel):
     batch_count: int
     triggered_by: str | None = None
     executor: str
-    started_at: datetime = Field(default_factory=utcnow)
-    finished_at: datetime | None = None
+    started_at: Timestamp = Field(default_factory=utcnow)
+    finished_at: Timestamp | None = None
     message: str | None = None
     progress: Progress = Field(default_factory=Progress)
     cancel_token_hash: str = ""
@@ -148,8 +155,8 @@ class RunSummary(BaseModel):
     batch_count: int
     triggered_by: str | None
     executor: str
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: Timestamp
+    finished_at: Timestamp | None
     duration_seconds: float | None
     message: str | None
 
@@ -269,7 +276,7 @@ class RelayMessage(BaseModel):
     origin: str = ""
     event_seq: int = 0
     type: FrameType | None = None
-    timestamp: datetime = Field(default_factory=utcnow)
+    timestamp: Timestamp = Field(default_factory=utcnow)
     data: dict[str, Any] = Field(default_factory=dict)
     run: RunDetail | None = None
 
@@ -280,5 +287,5 @@ class StreamFrame(BaseModel):
     type: FrameType
     run_id: str | None
     seq: int
-    timestamp: datetime
+    timestamp: Timestamp
     data: dict[str, Any]

@@ -84,6 +84,9 @@ class Executor(Protocol):
     """
 
     name: str
+    #: True when runs go on without this process (Kubernetes Jobs): shutdown then leaves them
+    #: to be re-adopted instead of cancelling them.
+    runs_outlive_service: bool
 
     async def start(self, spec: RunSpec) -> None: ...
 

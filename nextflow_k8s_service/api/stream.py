@@ -1,0 +1,101 @@
+"""`WS /api/v1/pipeline/stream`: the live event stream (SPEC §5).
+
+Each connection runs a reader and a writer together; when either ends (the client left, or
+the subscription was closed for lagging or shutdown) the other is cancelled. Disconnects are
+normal flow. What clients send is read and ignored, so the connection notices a close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from nextflow_k8s_service.api.deps import ServicesDep
+from nextflow_k8s_service.metrics import Metrics
+from nextflow_k8s_service.utils.broadcaster import (
+    CLOSE_TRY_AGAIN_LATER,
+    Subscription,
+    TooManyClientsError,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["stream"])
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TOO_BIG = 1009
+MAX_INCOMING_CHARS = 4096
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Browsers always send Origin; non-browser clients may omit it and are let through."""
+    return origin is None or "*" in allowed or origin in allowed
+
+
+@router.websocket("/pipeline/stream")
+async def stream(websocket: WebSocket, services: ServicesDep) -> None:
+    if not origin_allowed(websocket.headers.get("origin"), services.settings.allowed_origins):
+        services.metrics.websocket_rejected.labels("origin").inc()
+        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="origin not allowed")
+        return
+    await websocket.accept()
+    try:
+        async with services.broadcaster.subscribe(services.view.snapshot) as subscription:
+            await _serve(websocket, subscription, services.metrics)
+    except TooManyClientsError:
+        await _close(websocket, CLOSE_TRY_AGAIN_LATER, "too many clients")
+
+
+async def _serve(websocket: WebSocket, subscription: Subscription, metrics: Metrics) -> None:
+    reader = asyncio.create_task(_read(websocket), name="ws-reader")
+    writer = asyncio.create_task(_write(websocket, subscription, metrics), name="ws-writer")
+    closing = asyncio.create_task(subscription.closing.wait(), name="ws-closing")
+    tasks = (reader, writer, closing)
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+    code, reason = subscription.close_reason or (None, None)
+    if reader in done and not reader.cancelled() and reader.exception() is None:
+        code, reason = reader.result()
+    if code is not None:
+        await _close(websocket, code, reason or "")
+
+
+async def _read(websocket: WebSocket) -> tuple[int | None, str | None]:
+    """Drain what the client sends; returns the close to perform (None: the client left)."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None, None
+        payload = message.get("text") or message.get("bytes") or ""
+        if len(payload) > MAX_INCOMING_CHARS:
+            return CLOSE_TOO_BIG, "message too big"
+
+
+async def _write(websocket: WebSocket, subscription: Subscription, metrics: Metrics) -> None:
+    """Send queued frames until the subscription closes. A send blocked on a client that does
+    not read is interrupted by the subscription closing (see `Subscription.closing`)."""
+    while True:
+        text = await subscription.next_text()
+        if text is None:
+            return
+        await websocket.send_text(text)
+        metrics.frames_sent.inc()
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.client_state != WebSocketState.CONNECTED:
+        return
+    # A client that stopped reading may never let the close frame through: bounded wait.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await websocket.close(code=code, reason=reason)

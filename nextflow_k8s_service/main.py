@@ -1,0 +1,147 @@
+"""The composition root: `create_app(settings)` and the lifespan that builds and owns everything.
+
+The lifespan builds the state store, the executor (and its Kubernetes client), the live view,
+the broadcaster and the pipeline manager, hands them to each other, and closes them in reverse
+order on shutdown. Tests inject their own store or executor through `create_app`'s arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from nextflow_k8s_service import __version__
+from nextflow_k8s_service.api import demo, health, stream
+from nextflow_k8s_service.api.deps import Services
+from nextflow_k8s_service.api.errors import install_error_handlers
+from nextflow_k8s_service.config import ExecutorKind, Settings, load_settings
+from nextflow_k8s_service.executors.base import Executor
+from nextflow_k8s_service.metrics import Metrics
+from nextflow_k8s_service.services.live_view import LiveView
+from nextflow_k8s_service.services.pipeline_manager import PipelineManager
+from nextflow_k8s_service.services.state_store import MemoryStateStore, StateStore
+from nextflow_k8s_service.utils.broadcaster import Broadcaster
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+
+async def _build_store(settings: Settings, stack: AsyncExitStack) -> StateStore:
+    store: StateStore
+    if settings.redis_url:
+        # Imported here so that only the Redis mode loads the Redis client.
+        from nextflow_k8s_service.services.redis_store import RedisStateStore
+
+        store = RedisStateStore.from_url(
+            settings.redis_url,
+            prefix=settings.redis_key_prefix,
+            history_limit=settings.run_history_limit,
+            ttl_minutes=settings.run_ttl_minutes,
+            lease_seconds=settings.redis_lease_seconds,
+        )
+    else:
+        store = MemoryStateStore(
+            history_limit=settings.run_history_limit, ttl_minutes=settings.run_ttl_minutes
+        )
+    stack.push_async_callback(store.close)
+    return store
+
+
+async def _build_executor(settings: Settings, stack: AsyncExitStack) -> Executor:
+    executor: Executor
+    if settings.executor == ExecutorKind.KUBERNETES:
+        from nextflow_k8s_service.executors.kubernetes import KubernetesExecutor
+        from nextflow_k8s_service.kubernetes.client import create_api_client
+
+        api_client = await create_api_client(settings)
+        stack.push_async_callback(api_client.close)
+        executor = KubernetesExecutor(settings=settings, api_client=api_client)
+    else:
+        from nextflow_k8s_service.executors.local import LocalExecutor
+
+        executor = LocalExecutor(settings=settings)
+    stack.push_async_callback(executor.close)
+    return executor
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: StateStore | None = None,
+    executor: Executor | None = None,
+) -> FastAPI:
+    """Build the application. `store` and `executor`, when given, are used instead of the ones
+    the settings describe; the caller then owns closing them."""
+    settings = settings or load_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            run_store = store or await _build_store(settings, stack)
+            run_executor = executor or await _build_executor(settings, stack)
+            view = LiveView()
+            broadcaster = Broadcaster(
+                max_clients=settings.max_websocket_clients,
+                queue_frames=settings.websocket_queue_frames,
+                metrics=metrics,
+            )
+            manager = PipelineManager(
+                settings=settings,
+                store=run_store,
+                executor=run_executor,
+                broadcaster=broadcaster,
+                view=view,
+                metrics=metrics,
+            )
+            stack.push_async_callback(manager.aclose)
+            stack.callback(broadcaster.close_all)
+            await manager.start_background()
+            app.state.services = Services(
+                settings=settings,
+                manager=manager,
+                broadcaster=broadcaster,
+                view=view,
+                metrics=metrics,
+            )
+            logger.info(
+                "serving: executor=%s, state=%s",
+                run_executor.name,
+                "redis" if settings.redis_url else "memory",
+            )
+            yield
+
+    app = FastAPI(
+        title="nextflow-k8s-service",
+        version=__version__,
+        description="Runs a Nextflow scatter-gather demo and streams it live.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Content-Type", "X-Cancel-Token", "Authorization"],
+    )
+    install_error_handlers(app)
+    app.include_router(demo.router, prefix=API_PREFIX)
+    app.include_router(stream.router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    app.include_router(health.router, prefix=API_PREFIX, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    return app

@@ -1,0 +1,41 @@
+"""Prometheus metrics of one app instance (own registry, so several apps can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    """The service's counters and gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.runs_started = Counter(
+            "nks_runs_started", "Runs started by this replica.", registry=self.registry
+        )
+        self.runs_finished = Counter(
+            "nks_runs_finished",
+            "Runs finished by this replica, by final status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.websocket_clients = Gauge(
+            "nks_websocket_clients", "WebSocket clients connected.", registry=self.registry
+        )
+        self.websocket_rejected = Counter(
+            "nks_websocket_rejected",
+            "WebSocket clients refused or closed, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.frames_sent = Counter(
+            "nks_frames_sent", "Stream frames written to clients.", registry=self.registry
+        )
+        self.frames_dropped = Counter(
+            "nks_frames_dropped",
+            "Stream frames discarded for clients that fell too far behind.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

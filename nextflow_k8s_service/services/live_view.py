@@ -1,0 +1,85 @@
+"""The replica's picture of the current run, built from relayed events.
+
+Every replica applies the same relayed messages in the same order, so every WebSocket client
+gets the same snapshot whichever replica it is connected to. The view is only touched from the
+event loop without awaiting, so a snapshot and a subscription are taken atomically.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from nextflow_k8s_service.models import LogLine, RelayMessage, RunDetail, RunRecord, utcnow
+from nextflow_k8s_service.services.state_store import RECENT_LOG_LINES
+from nextflow_k8s_service.utils.broadcaster import Frame
+
+
+class LiveView:
+    """The active run (else the most recent one), its recent log lines, and relay ordering."""
+
+    def __init__(self) -> None:
+        self.run: RunDetail | None = None
+        self.active = False
+        self.logs: deque[LogLine] = deque(maxlen=RECENT_LOG_LINES)
+        self._last_seq = 0
+        self._completed = False
+
+    def _is_older(self, message: RelayMessage) -> bool:
+        return (
+            self.run is not None
+            and message.run is not None
+            and message.run.started_at < self.run.started_at
+        )
+
+    def seed(self, run: RunRecord | None, logs: list[LogLine], *, active: bool) -> None:
+        """Start from the store's state (at start-up, or after the relay reconnected)."""
+        if run is None:
+            if not active:
+                self.run, self.active, self._last_seq = None, False, 0
+                self.logs.clear()
+            return
+        if (
+            self.run is not None
+            and self.run.run_id == run.run_id
+            and run.event_seq <= self._last_seq
+        ):
+            return
+        self.run = run.detail()
+        self.active = active
+        self._completed = False
+        self._last_seq = run.event_seq
+        self.logs.clear()
+        self.logs.extend(logs)
+
+    def apply(self, message: RelayMessage) -> Frame | None:
+        """Apply one relayed event; the frame to broadcast, or None for a stale duplicate."""
+        if message.kind != "event" or message.type is None:
+            return None
+        if self.run is None or message.run_id != self.run.run_id:
+            if self._is_older(message):
+                return None  # a late event of a run older than the one shown
+            self.logs.clear()
+            self._last_seq = 0
+            self._completed = False
+        elif message.event_seq <= self._last_seq or self._completed:
+            return None
+        self._last_seq = message.event_seq
+        if message.run is not None:
+            self.run = message.run
+        if message.type == "log":
+            self.logs.extend(LogLine.model_validate(line) for line in message.data["lines"])
+        if message.type == "complete":
+            self.active = False
+            self._completed = True
+        elif self.run is not None:
+            self.active = not self.run.status.terminal
+        return Frame.build(message.type, message.run_id, message.timestamp, message.data)
+
+    def snapshot(self) -> Frame:
+        run_id = self.run.run_id if self.run is not None else None
+        data = {
+            "active": self.active,
+            "run": self.run.model_dump(mode="json") if self.run is not None else None,
+            "logs": [line.model_dump(mode="json") for line in self.logs],
+        }
+        return Frame.build("snapshot", run_id, utcnow(), data)

@@ -1,0 +1,162 @@
+"""WebSocket fan-out with one bounded queue per client.
+
+Publishing never waits: a frame is put on every client's queue with `put_nowait`. The overflow
+rule: a client whose queue is full has fallen too far behind; its queue is emptied (freeing the
+memory it pinned) and it is closed with 1013, after which it may reconnect and receive a fresh
+snapshot. Dropping single frames instead would break the stream's promises (every status
+change, exactly one `complete`), so a lagging client loses its connection, never a frame.
+
+Frames are serialised once per publish; the per-connection `seq` is spliced in by the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nextflow_k8s_service.metrics import Metrics
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A frame ready to send, without its `seq`: `body` is the JSON object's members."""
+
+    type: str
+    run_id: str | None
+    body: str
+
+    @classmethod
+    def build(
+        cls, type_: str, run_id: str | None, timestamp: datetime, data: dict[str, Any]
+    ) -> Frame:
+        encoded = json.dumps(
+            {"type": type_, "run_id": run_id, "timestamp": timestamp.isoformat(), "data": data},
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,
+        )
+        return cls(type=type_, run_id=run_id, body=encoded[1:])
+
+    def encode(self, seq: int) -> str:
+        return f'{{"seq":{seq},{self.body}'
+
+
+class TooManyClientsError(Exception):
+    """The replica already serves its maximum number of WebSocket clients."""
+
+
+class Subscription:
+    """One client's queue. The writer awaits `next_text()`; the broadcaster feeds it with
+    `offer()` and never waits. `closing` is set once the client must be closed, with
+    `close_reason` saying how, so a writer blocked on a stalled socket can be interrupted."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=maxsize)
+        self.closing = asyncio.Event()
+        self.close_reason: tuple[int, str] | None = None
+        self._seq = 0
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue a frame; False when the subscription is closed or the client lags (which
+        closes it with 1013)."""
+        if self.closed:
+            return False
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
+            return False
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """Drop everything queued (freeing what the client pinned) and signal `closing`."""
+        if self.closed:
+            return
+        self.close_reason = (code, reason)
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+        self.closing.set()
+
+    async def next_text(self) -> str | None:
+        """The next frame encoded with this connection's next `seq`; None once closed."""
+        frame = await self._queue.get()
+        if frame is None:
+            return None
+        self._seq += 1
+        return frame.encode(self._seq)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+
+class Broadcaster:
+    """Fans frames out to at most `max_clients` subscriptions on this replica."""
+
+    def __init__(self, *, max_clients: int, queue_frames: int, metrics: Metrics) -> None:
+        self._max_clients = max_clients
+        self._queue_frames = queue_frames
+        self._metrics = metrics
+        self._subscriptions: set[Subscription] = set()
+        self._closing: tuple[int, str] | None = None
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    @property
+    def client_count(self) -> int:
+        return len(self._subscriptions)
+
+    @asynccontextmanager
+    async def subscribe(self, snapshot: Callable[[], Frame]) -> AsyncIterator[Subscription]:
+        """Register a client; its first frame is `snapshot()`, taken atomically with the
+        registration so no published frame falls between the two. Raises
+        `TooManyClientsError` when the replica is full; unregisters on exit."""
+        if len(self._subscriptions) >= self._max_clients:
+            self._metrics.websocket_rejected.labels("too_many_clients").inc()
+            raise TooManyClientsError
+        subscription = Subscription(self._queue_frames)
+        subscription.offer(snapshot())
+        if self._closing is not None:
+            subscription.close(*self._closing)
+        self._subscriptions.add(subscription)
+        self._empty.clear()
+        self._metrics.websocket_clients.set(len(self._subscriptions))
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+            self._metrics.websocket_clients.set(len(self._subscriptions))
+            if not self._subscriptions:
+                self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Return once no client is connected."""
+        await self._empty.wait()
+
+    def publish(self, frame: Frame) -> None:
+        """Queue `frame` for every client; never waits. Lagging clients are closed (1013)."""
+        for subscription in self._subscriptions:
+            if subscription.closed:
+                continue
+            if not subscription.offer(frame):
+                self._metrics.frames_dropped.inc()
+                self._metrics.websocket_rejected.labels("too_slow").inc()
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every client now and any that connects from here on."""
+        self._closing = (code, reason)
+        for subscription in self._subscriptions:
+            subscription.close(code, reason)

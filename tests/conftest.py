@@ -1,0 +1,109 @@
+"""Shared fixtures: settings for a temporary workspace, a live server, and stream helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from nextflow_k8s_service.config import Settings, load_settings
+from nextflow_k8s_service.main import create_app
+from tests.live_server import LiveServer
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    """Settings with a private workspace and zero pacing; keyword arguments override."""
+
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "workspace_dir": tmp_path / "workspace",
+            "demo_generate_seconds": 0,
+            "demo_analyze_seconds": 0,
+            "demo_rows_per_batch": 50,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return factory
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[..., Any]]:
+    """Start live servers for `create_app(settings)`; all are stopped at the end of the test."""
+    servers: list[LiveServer] = []
+
+    async def start(settings: Settings, *, port: int = 0, **app_kwargs: Any) -> LiveServer:
+        server = await LiveServer.start(create_app(settings, **app_kwargs), port=port)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(make_settings: SettingsFactory, start_server: Any) -> LiveServer:
+    """A live server with the local executor, in-memory state and zero pacing."""
+    live: LiveServer = await start_server(make_settings())
+    return live
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+        yield http
+
+
+class StreamReader:
+    """A WebSocket client of the stream that decodes frames and checks `seq` order."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.frames: list[dict[str, Any]] = []
+
+    async def next(self, timeout: float = 30) -> dict[str, Any]:
+        import asyncio
+
+        async with asyncio.timeout(timeout):
+            raw = await self.connection.recv()
+        frame: dict[str, Any] = json.loads(raw)
+        expected = self.frames[-1]["seq"] + 1 if self.frames else 1
+        assert frame["seq"] == expected, f"seq {frame['seq']} after {expected - 1}"
+        self.frames.append(frame)
+        return frame
+
+    async def until(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30
+    ) -> dict[str, Any]:
+        while True:
+            frame = await self.next(timeout)
+            if predicate(frame):
+                return frame
+
+    async def until_complete(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
+        return await self.until(
+            lambda f: f["type"] == "complete" and f["run_id"] == run_id, timeout
+        )
+
+
+@pytest.fixture
+async def open_stream() -> AsyncIterator[Callable[..., Any]]:
+    connections: list[ClientConnection] = []
+
+    async def open_(url: str, **kwargs: Any) -> StreamReader:
+        connection = await connect(url, **kwargs)
+        connections.append(connection)
+        return StreamReader(connection)
+
+    yield open_
+    for connection in connections:
+        await connection.close()
