@@ -175,7 +175,9 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_count: int | None = Field(None, description="Batches to process (1..MAX_BATCH_COUNT).")
+    batch_count: int | None = Field(
+        None, strict=True, description="Batches to process (1..MAX_BATCH_COUNT)."
+    )
     triggered_by: str | None = Field(
         None, max_length=64, description="Free-form name of the caller."
     )

@@ -40,5 +40,5 @@ class ServiceServer(uvicorn.Server):
         services.broadcaster.close_all()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_SECONDS):
-                await services.broadcaster.wait_empty()
+                await services.broadcaster.wait_for_clients(lambda count: count == 0)
         logger.info("drained; %d stream clients left", services.broadcaster.client_count)

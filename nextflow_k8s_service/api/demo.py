@@ -58,7 +58,9 @@ async def start_run(
     """Start the demo, or attach to the run in progress (200, `attached: true`)."""
     request = body or RunRequest()
     settings = services.settings
-    batch_count = request.batch_count or settings.default_batch_count
+    batch_count = request.batch_count
+    if batch_count is None:
+        batch_count = settings.default_batch_count
     _check_batch_count(batch_count, settings.max_batch_count, ["body", "batch_count"])
     outcome = await services.manager.start(
         batch_count=batch_count, triggered_by=request.triggered_by

@@ -112,8 +112,7 @@ class Broadcaster:
         self._metrics = metrics
         self._subscriptions: set[Subscription] = set()
         self._closing: tuple[int, str] | None = None
-        self._empty = asyncio.Event()
-        self._empty.set()
+        self._changed = asyncio.Event()
 
     @property
     def client_count(self) -> int:
@@ -132,19 +131,22 @@ class Broadcaster:
         if self._closing is not None:
             subscription.close(*self._closing)
         self._subscriptions.add(subscription)
-        self._empty.clear()
-        self._metrics.websocket_clients.set(len(self._subscriptions))
+        self._count_changed()
         try:
             yield subscription
         finally:
             self._subscriptions.discard(subscription)
-            self._metrics.websocket_clients.set(len(self._subscriptions))
-            if not self._subscriptions:
-                self._empty.set()
+            self._count_changed()
 
-    async def wait_empty(self) -> None:
-        """Return once no client is connected."""
-        await self._empty.wait()
+    def _count_changed(self) -> None:
+        self._metrics.websocket_clients.set(len(self._subscriptions))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_for_clients(self, predicate: Callable[[int], bool]) -> None:
+        """Return once `predicate(number of connected clients)` holds."""
+        while not predicate(len(self._subscriptions)):
+            await self._changed.wait()
 
     def publish(self, frame: Frame) -> None:
         """Queue `frame` for every client; never waits. Lagging clients are closed (1013)."""
