@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,17 @@ from websockets.asyncio.client import ClientConnection, connect
 from nextflow_k8s_service.config import Settings, load_settings
 from nextflow_k8s_service.main import create_app
 from tests.live_server import LiveServer
+from tests.redis_server import RedisServer
 
 SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's redis-server (skipped without the binary unless REQUIRE_SERVICES=1)."""
+    server = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -28,6 +37,10 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             "demo_generate_seconds": 0,
             "demo_analyze_seconds": 0,
             "demo_rows_per_batch": 50,
+            # Budgets generous enough for storms; tests/api/test_hardening.py sets its own.
+            "rate_limit_runs_per_minute": 100_000,
+            "rate_limit_cancels_per_minute": 100_000,
+            "rate_limit_stream_connects_per_minute": 100_000,
         }
         values.update(overrides)
         return load_settings(**values)

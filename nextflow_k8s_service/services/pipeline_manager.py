@@ -106,10 +106,14 @@ class PipelineManager:
         self._tasks.spawn("housekeeping", self._housekeeping())
 
     async def aclose(self) -> None:
-        """Drain: refuse new runs; cancel local runs (recorded as cancelled) or leave runs that
-        outlive the process (Kubernetes Jobs) to be re-adopted; stop every task."""
+        """Drain: refuse new runs; cancel local runs (recorded as cancelled), or hand runs that
+        outlive the process (Kubernetes Jobs) over to be re-adopted; stop every task."""
         self.draining = True
-        if self._sessions and not self._executor.runs_outlive_service:
+        if self._sessions and self._executor.runs_outlive_service:
+            for run_id in list(self._sessions):
+                with contextlib.suppress(StoreUnavailableError):
+                    await self._store.release(run_id)
+        elif self._sessions:
             for session in self._sessions.values():
                 session.cancel_message = "cancelled: the service shut down"
                 with contextlib.suppress(ServiceError):
@@ -317,12 +321,23 @@ class PipelineManager:
         while True:
             await asyncio.sleep(self._housekeeping_interval)
             try:
-                for run_id in list(self._sessions):
+                for run_id, session in list(self._sessions.items()):
                     if not await self._store.renew(run_id):
-                        await self._lost(run_id)
+                        await self._renew_failed(session)
                 await self._reconcile_once()
+                # Self-healing after a relay gap: the view only takes newer state (event_seq).
+                await self._seed_view()
             except StoreUnavailableError as exc:
                 logger.warning("housekeeping: state store unavailable (%s)", exc)
+
+    async def _renew_failed(self, session: RunSession) -> None:
+        """The lease is gone. If the store merely lost its data (a Redis restart without
+        persistence), the run is re-established; if another replica took it, stop it."""
+        result = await self._store.acquire(session.record)
+        if result.acquired:
+            logger.warning("the state store had lost run %s; re-established it", session.run_id)
+            return
+        await self._lost(session.run_id)
 
     async def _lost(self, run_id: str) -> None:
         logger.error("lost the lease of run %s; stopping it", run_id)

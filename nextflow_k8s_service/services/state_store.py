@@ -79,6 +79,11 @@ class StateStore(Protocol):
         """Extend this owner's lease on the active run; False if it no longer holds it."""
         ...
 
+    async def release(self, run_id: str) -> bool:
+        """Give up this owner's lease on the active run, leaving the run active for another
+        replica to claim at once (graceful shutdown with runs that outlive the process)."""
+        ...
+
     async def claim_orphan(self) -> RunRecord | None:
         """Claim an active run that no live owner holds (its lease ran out); None if none."""
         ...
@@ -157,6 +162,10 @@ class MemoryStateStore:
 
     async def renew(self, run_id: str) -> bool:
         return self._active is not None and self._active.run_id == run_id
+
+    async def release(self, run_id: str) -> bool:
+        # Nobody else could claim it: the memory dies with this process.
+        return False
 
     async def claim_orphan(self) -> RunRecord | None:
         # A single replica's memory dies with its runs: nothing is ever orphaned here.
