@@ -30,9 +30,10 @@ def main() -> None:
         app,
         host=settings.host,
         port=settings.port,
-        # Honour X-Forwarded-* from the addresses in $FORWARDED_ALLOW_IPS (uvicorn's own
-        # setting; default 127.0.0.1) so client addresses are right behind a proxy.
+        # Honour X-Forwarded-* only from TRUSTED_PROXIES (the app applies the same rule to
+        # the addresses it rate-limits), so access logs name the real client.
         proxy_headers=True,
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or "127.0.0.1",
         ws_max_size=WS_MAX_MESSAGE_BYTES,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=15,

@@ -6,6 +6,7 @@ explicitly to whatever needs it; no module reads the environment on its own.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from enum import StrEnum
@@ -112,6 +113,22 @@ class Settings(BaseSettings):
         default_factory=lambda: ["*"],
         description="CORS and WebSocket Origin allow-list (comma-separated or JSON list).",
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Proxy addresses/CIDRs whose X-Forwarded-For is believed (comma-separated).",
+    )
+    rate_limit_runs_per_minute: int = Field(
+        20, ge=0, description="POST /demo/run per client and minute (0 = unlimited)."
+    )
+    rate_limit_cancels_per_minute: int = Field(
+        20, ge=0, description="DELETE /demo/cancel per client and minute (0 = unlimited)."
+    )
+    rate_limit_stream_connects_per_minute: int = Field(
+        60, ge=0, description="WebSocket connects per client and minute (0 = unlimited)."
+    )
+    max_request_body_bytes: int = Field(
+        16_384, ge=256, description="Largest request body accepted (bytes)."
+    )
     admin_token: str | None = Field(
         None, min_length=8, description="Bearer token that may cancel any run."
     )
@@ -146,14 +163,29 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Python logging level.")
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
         return value
 
     @field_validator("log_level")

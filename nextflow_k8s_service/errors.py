@@ -54,3 +54,11 @@ class ForbiddenError(ServiceError):
 
 class ShuttingDownError(ServiceError):
     """The service is draining and accepts no new runs (maps to 503)."""
+
+
+class RateLimitedError(ServiceError):
+    """The client used up its budget for this kind of request (maps to 429)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

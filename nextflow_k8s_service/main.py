@@ -21,13 +21,16 @@ from nextflow_k8s_service import __version__
 from nextflow_k8s_service.api import demo, health, stream
 from nextflow_k8s_service.api.deps import Services
 from nextflow_k8s_service.api.errors import install_error_handlers
+from nextflow_k8s_service.api.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from nextflow_k8s_service.config import ExecutorKind, Settings, load_settings
 from nextflow_k8s_service.executors.base import Executor
 from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.services.live_view import LiveView
 from nextflow_k8s_service.services.pipeline_manager import PipelineManager
+from nextflow_k8s_service.services.rate_limit import MemoryRateLimiter, RateLimiter
 from nextflow_k8s_service.services.state_store import MemoryStateStore, StateStore
 from nextflow_k8s_service.utils.broadcaster import Broadcaster
+from nextflow_k8s_service.utils.client_address import parse_networks
 
 logger = logging.getLogger(__name__)
 
@@ -35,25 +38,27 @@ API_PREFIX = "/api/v1"
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
-async def _build_store(settings: Settings, stack: AsyncExitStack) -> StateStore:
-    store: StateStore
+async def _build_state(settings: Settings, stack: AsyncExitStack) -> tuple[StateStore, RateLimiter]:
+    """The state store and the rate limiter: both on Redis when REDIS_URL is set."""
     if settings.redis_url:
         # Imported here so that only the Redis mode loads the Redis client.
-        from nextflow_k8s_service.services.redis_store import RedisStateStore
+        from nextflow_k8s_service.services.redis_store import RedisRateLimiter, RedisStateStore
 
-        store = RedisStateStore.from_url(
+        redis_store = RedisStateStore.from_url(
             settings.redis_url,
             prefix=settings.redis_key_prefix,
             history_limit=settings.run_history_limit,
             ttl_minutes=settings.run_ttl_minutes,
             lease_seconds=settings.redis_lease_seconds,
         )
-    else:
-        store = MemoryStateStore(
-            history_limit=settings.run_history_limit, ttl_minutes=settings.run_ttl_minutes
-        )
-    stack.push_async_callback(store.close)
-    return store
+        stack.push_async_callback(redis_store.close)
+        limiter = RedisRateLimiter(redis=redis_store.client, prefix=settings.redis_key_prefix)
+        return redis_store, limiter
+    memory_store = MemoryStateStore(
+        history_limit=settings.run_history_limit, ttl_minutes=settings.run_ttl_minutes
+    )
+    stack.push_async_callback(memory_store.close)
+    return memory_store, MemoryRateLimiter()
 
 
 async def _build_executor(settings: Settings, stack: AsyncExitStack) -> Executor:
@@ -87,7 +92,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            run_store = store or await _build_store(settings, stack)
+            if store is None:
+                run_store, rate_limiter = await _build_state(settings, stack)
+            else:
+                run_store, rate_limiter = store, MemoryRateLimiter()
             run_executor = executor or await _build_executor(settings, stack)
             view = LiveView()
             broadcaster = Broadcaster(
@@ -112,6 +120,8 @@ def create_app(
                 broadcaster=broadcaster,
                 view=view,
                 metrics=metrics,
+                rate_limiter=rate_limiter,
+                trusted_proxies=parse_networks(settings.trusted_proxies),
             )
             logger.info(
                 "serving: executor=%s, state=%s",
@@ -133,6 +143,8 @@ def create_app(
         allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Content-Type", "X-Cancel-Token", "Authorization"],
     )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
     app.include_router(demo.router, prefix=API_PREFIX)
     app.include_router(stream.router, prefix=API_PREFIX)

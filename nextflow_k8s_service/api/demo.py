@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response, status
 
 from nextflow_k8s_service.api.deps import ServicesDep
 from nextflow_k8s_service.models import (
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/demo", tags=["demo"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
     403: {"model": ErrorResponse},
+    429: {"model": ErrorResponse},
     502: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }
@@ -52,19 +53,19 @@ def _check_batch_count(value: int, maximum: int, location: list[str | int]) -> N
 )
 async def start_run(
     services: ServicesDep,
+    request: Request,
     response: Response,
     body: Annotated[RunRequest | None, Body()] = None,
 ) -> RunStartResponse:
     """Start the demo, or attach to the run in progress (200, `attached: true`)."""
-    request = body or RunRequest()
     settings = services.settings
-    batch_count = request.batch_count
+    await services.check_rate("run", request, settings.rate_limit_runs_per_minute)
+    body = body or RunRequest()
+    batch_count = body.batch_count
     if batch_count is None:
         batch_count = settings.default_batch_count
     _check_batch_count(batch_count, settings.max_batch_count, ["body", "batch_count"])
-    outcome = await services.manager.start(
-        batch_count=batch_count, triggered_by=request.triggered_by
-    )
+    outcome = await services.manager.start(batch_count=batch_count, triggered_by=body.triggered_by)
     run_id = outcome.run.run_id
     status_url = f"/api/v1/demo/runs/{run_id}"
     if outcome.attached:
@@ -118,10 +119,13 @@ async def get_active(services: ServicesDep) -> ActiveResponse:
 @router.delete("/cancel", responses=_ERRORS)
 async def cancel_run(
     services: ServicesDep,
+    request: Request,
     x_cancel_token: Annotated[str | None, Header(max_length=256)] = None,
     authorization: Annotated[str | None, Header(max_length=512)] = None,
 ) -> CancelResponse:
     """Cancel the active run with its cancel token or the admin bearer token."""
+    limit = services.settings.rate_limit_cancels_per_minute
+    await services.check_rate("cancel", request, limit)
     admin = None
     if authorization and authorization.lower().startswith("bearer "):
         admin = authorization[7:].strip()

@@ -9,10 +9,13 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from nextflow_k8s_service.config import Settings
+from nextflow_k8s_service.errors import RateLimitedError
 from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.services.live_view import LiveView
 from nextflow_k8s_service.services.pipeline_manager import PipelineManager
+from nextflow_k8s_service.services.rate_limit import RateLimiter
 from nextflow_k8s_service.utils.broadcaster import Broadcaster
+from nextflow_k8s_service.utils.client_address import Network, client_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,22 @@ class Services:
     broadcaster: Broadcaster
     view: LiveView
     metrics: Metrics
+    rate_limiter: RateLimiter
+    trusted_proxies: list[Network]
+
+    def client_of(self, connection: HTTPConnection) -> str:
+        peer = connection.client.host if connection.client else None
+        return client_address(peer, connection.headers.get("x-forwarded-for"), self.trusted_proxies)
+
+    async def check_rate(self, bucket: str, connection: HTTPConnection, limit: int) -> None:
+        """Raise `RateLimitedError` when the connection's client is over `limit` a minute."""
+        retry_after = await self.rate_limiter.hit(
+            bucket, self.client_of(connection), limit=limit, window=60.0
+        )
+        if retry_after is not None:
+            raise RateLimitedError(
+                f"too many {bucket} requests; try again later", retry_after=retry_after
+            )
 
 
 def get_services(connection: HTTPConnection) -> Services:

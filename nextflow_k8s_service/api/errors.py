@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -12,6 +13,7 @@ from nextflow_k8s_service.errors import (
     ExecutorUnavailableError,
     ForbiddenError,
     NoActiveRunError,
+    RateLimitedError,
     ReportNotFoundError,
     RunNotFoundError,
     ServiceError,
@@ -26,6 +28,7 @@ STATUS_CODES: dict[type[ServiceError], int] = {
     RunNotFoundError: 404,
     ReportNotFoundError: 404,
     ForbiddenError: 403,
+    RateLimitedError: 429,
     StoreUnavailableError: 503,
     ExecutorUnavailableError: 503,
     ShuttingDownError: 503,
@@ -39,6 +42,8 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 

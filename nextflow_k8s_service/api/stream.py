@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from nextflow_k8s_service.api.deps import ServicesDep
+from nextflow_k8s_service.errors import RateLimitedError
 from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.utils.broadcaster import (
     CLOSE_TRY_AGAIN_LATER,
@@ -25,7 +28,6 @@ from nextflow_k8s_service.utils.broadcaster import (
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
 
-CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 MAX_INCOMING_CHARS = 4096
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -38,9 +40,24 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 
 @router.websocket("/pipeline/stream")
 async def stream(websocket: WebSocket, services: ServicesDep) -> None:
-    if not origin_allowed(websocket.headers.get("origin"), services.settings.allowed_origins):
+    settings = services.settings
+    if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
         services.metrics.websocket_rejected.labels("origin").inc()
-        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="origin not allowed")
+        await websocket.send_denial_response(
+            JSONResponse({"detail": "origin not allowed"}, status_code=403)
+        )
+        return
+    try:
+        limit = settings.rate_limit_stream_connects_per_minute
+        await services.check_rate("stream", websocket, limit)
+    except RateLimitedError as exc:
+        services.metrics.websocket_rejected.labels("rate_limited").inc()
+        retry_after = str(max(1, math.ceil(exc.retry_after)))
+        await websocket.send_denial_response(
+            JSONResponse(
+                {"detail": str(exc)}, status_code=429, headers={"Retry-After": retry_after}
+            )
+        )
         return
     await websocket.accept()
     try:
