@@ -145,6 +145,7 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.state.settings = settings
     install_error_handlers(app)
     app.include_router(demo.router, prefix=API_PREFIX)
     app.include_router(stream.router, prefix=API_PREFIX)

@@ -12,13 +12,35 @@ import asyncio
 import contextlib
 import logging
 import socket
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from nextflow_k8s_service.config import Settings
+
 logger = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 2.0
+#: Largest WebSocket message accepted from a client (clients are not expected to send any).
+WS_MAX_MESSAGE_BYTES = 4096
+
+
+def server_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration of the service (the console script's and the tests')."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        # X-Forwarded-* is believed only from TRUSTED_PROXIES, the same rule the app applies
+        # to the addresses it rate-limits; uvicorn's own default would trust 127.0.0.1.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
+        "ws_max_size": WS_MAX_MESSAGE_BYTES,
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": 15,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
 
 
 class ServiceServer(uvicorn.Server):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from nextflow_k8s_service.server import ServiceServer
+from nextflow_k8s_service.server import ServiceServer, server_config
 
 HOST = "127.0.0.1"
 
@@ -58,12 +58,8 @@ class LiveServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((HOST, port))
         bound_port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            ws_max_size=4096,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
+        config = server_config(
+            app, app.state.settings, log_level="warning", timeout_graceful_shutdown=5
         )
         server = _StartedServer(config, app=app)
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{bound_port}")
@@ -83,7 +79,11 @@ class LiveServer:
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}/api/v1/pipeline/stream"
 
+    async def drain(self) -> None:
+        """The first step of a graceful shutdown: refuse new work, close streams with 1001."""
+        await self._server.drain()
+
     async def stop(self) -> None:
-        """Graceful shutdown, as on SIGTERM."""
+        """Graceful shutdown, as on SIGTERM (idempotent)."""
         self._server.should_exit = True
         await self._task

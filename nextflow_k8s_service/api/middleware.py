@@ -59,27 +59,32 @@ class BodySizeLimitMiddleware:
             await self._reject(send)
             return
         received = 0
-        started = False
+        rejected = False
 
         async def guarded_receive() -> Message:
-            nonlocal received
+            # Over the limit: answer 413 at once and tell the app the client left, so it
+            # stops reading; whatever it does after that is not sent.
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLargeError
+                    rejected = True
+                    await self._reject(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:
+                await send(message)
 
         try:
-            await self.app(scope, guarded_receive, tracking_send)
-        except _TooLargeError:
-            if not started:
-                await self._reject(send)
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body over {self.max_bytes} bytes"}).encode()
@@ -94,7 +99,3 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLargeError(Exception):
-    pass
