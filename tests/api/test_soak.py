@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import SettingsFactory
 from tests.live_server import LiveServer
