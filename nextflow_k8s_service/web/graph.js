@@ -1,0 +1,206 @@
+// The pipeline drawn as a graph: one lane per batch, GENERATE i -> ANALYZE i, all converging on
+// REPORT. The SVG is laid out in CSS pixels of its container (redrawn on resize), so text stays
+// crisp and legible from a phone to a wide screen. Colours and animation live in style.css.
+
+import { s } from "./dom.js";
+
+export const STATES = ["pending", "running", "succeeded", "failed"];
+
+export function taskName(process, index) {
+  return index ? `${process} (${index})` : process;
+}
+
+/** Every task of a run of `n` batches, pending. */
+export function pendingTasks(n) {
+  const tasks = {};
+  for (const process of ["GENERATE", "ANALYZE"]) {
+    for (let i = 1; i <= n; i += 1) tasks[taskName(process, i)] = "pending";
+  }
+  tasks.REPORT = "pending";
+  return tasks;
+}
+
+function clamp(value, lo, hi) {
+  return Math.min(hi, Math.max(lo, value));
+}
+
+export class PipelineGraph {
+  constructor(container) {
+    this.container = container;
+    this.batchCount = 0;
+    this.states = {};
+    this.mode = "preview";
+    this.runStatus = "idle";
+    this.width = 0;
+    this.nodes = new Map();
+    this.edges = [];
+    this.svg = null;
+    this.title = null;
+    const observer = new ResizeObserver(() => {
+      const width = Math.floor(this.container.clientWidth);
+      if (width > 0 && width !== this.width) {
+        this.width = width;
+        this.render();
+      }
+    });
+    observer.observe(container);
+  }
+
+  /** Show `n` lanes; `mode` is "preview" (what a run would look like) or "run". */
+  setShape(n, mode) {
+    const changed = n !== this.batchCount;
+    this.batchCount = n;
+    this.mode = mode;
+    if (changed || !this.svg) this.render();
+    else this.decorate();
+  }
+
+  setStates(states) {
+    this.states = states || {};
+    this.paint();
+  }
+
+  setRunStatus(status) {
+    this.runStatus = status || "idle";
+    this.decorate();
+  }
+
+  state(name) {
+    const value = this.states[name];
+    return STATES.includes(value) ? value : "pending";
+  }
+
+  decorate() {
+    if (!this.svg) return;
+    this.svg.dataset.mode = this.mode;
+    this.svg.dataset.runStatus = this.runStatus;
+  }
+
+  render() {
+    const n = this.batchCount;
+    const width = this.width || Math.floor(this.container.clientWidth) || 640;
+    this.container.replaceChildren();
+    this.nodes.clear();
+    this.edges = [];
+    if (!n) {
+      this.svg = null;
+      return;
+    }
+    const narrow = width < 520;
+    const pad = 3;
+    const headH = 24;
+    const laneH = narrow ? 32 : 38;
+    const nodeH = narrow ? 24 : 28;
+    const nodeW = clamp(Math.round(width * 0.24), 64, 172);
+    const reportW = clamp(Math.round(width * 0.2), 84, 140);
+    const reportH = clamp(n * laneH - 10, nodeH, 52);
+    const height = headH + n * laneH + 4;
+    const gx = pad;
+    const rx = width - pad - reportW;
+    const ax = Math.round(gx + (rx - gx) * (narrow ? 0.44 : 0.4));
+    const laneY = (i) => headH + (i - 0.5) * laneH;
+    const ry = headH + (n * laneH) / 2;
+    const fullLabels = nodeW >= 124;
+
+    const title = s("title", { id: "graph-title" }, "Pipeline");
+    const svg = s("svg", {
+      class: "graph-svg",
+      width,
+      height,
+      viewBox: `0 0 ${width} ${height}`,
+      role: "img",
+      "aria-labelledby": "graph-title",
+    });
+    svg.append(title);
+
+    const heads = s("g", { class: "col-heads", "aria-hidden": "true" });
+    heads.append(
+      s("text", { x: gx + 2, y: 14 }, "GENERATE"),
+      s("text", { x: ax + 2, y: 14 }, "ANALYZE"),
+      s("text", { x: rx + 2, y: 14 }, "REPORT"),
+    );
+    svg.append(heads);
+
+    const edgeLayer = s("g", { class: "edges", "aria-hidden": "true" });
+    const nodeLayer = s("g", { class: "nodes" });
+    svg.append(edgeLayer, nodeLayer);
+
+    const addNode = (name, x, y, w, hgt, label) => {
+      const g = s("g", { class: "node", "data-task": name });
+      const title = s("title", {}, name);
+      const halo = s("rect", {
+        class: "node-halo",
+        x: x - 3,
+        y: y - hgt / 2 - 3,
+        width: w + 6,
+        height: hgt + 6,
+        rx: 9,
+      });
+      const box = s("rect", { class: "node-box", x, y: y - hgt / 2, width: w, height: hgt, rx: 7 });
+      const dot = s("circle", { class: "node-dot", cx: x + 12, cy: y, r: 4.5 });
+      const ring = s("circle", { class: "node-ring", cx: x + 12, cy: y, r: 7.5 });
+      const text = s("text", { class: "node-label", x: x + 23, y: y + 4 }, label);
+      g.append(title, halo, box, ring, dot, text);
+      nodeLayer.append(g);
+      this.nodes.set(name, { g, title });
+    };
+    const addEdge = (from, to, d) => {
+      const path = s("path", { class: "edge", d });
+      edgeLayer.append(path);
+      this.edges.push({ from, to, path });
+    };
+
+    for (let i = 1; i <= n; i += 1) {
+      const y = laneY(i);
+      const gen = taskName("GENERATE", i);
+      const ana = taskName("ANALYZE", i);
+      addNode(gen, gx, y, nodeW, nodeH, fullLabels ? gen : `#${i}`);
+      addNode(ana, ax, y, nodeW, nodeH, fullLabels ? ana : `#${i}`);
+      addEdge(gen, ana, `M${gx + nodeW} ${y} H${ax}`);
+      const x0 = ax + nodeW;
+      const mid = (x0 + rx) / 2;
+      // Spread the arrival points along REPORT's left edge so the lanes stay distinguishable.
+      const arrive = n === 1 ? ry : ry - reportH / 2 + 6 + ((reportH - 12) * (i - 1)) / (n - 1);
+      addEdge(ana, "REPORT", `M${x0} ${y} C${mid} ${y} ${mid} ${arrive} ${rx} ${arrive}`);
+    }
+    addNode("REPORT", rx, ry, reportW, reportH, "REPORT");
+
+    this.svg = svg;
+    this.title = title;
+    this.container.append(svg);
+    this.decorate();
+    this.paint();
+  }
+
+  paint() {
+    if (!this.svg) return;
+    const counts = { pending: 0, running: 0, succeeded: 0, failed: 0 };
+    for (const [name, node] of this.nodes) {
+      const state = this.state(name);
+      counts[state] += 1;
+      if (node.g.dataset.state !== state) {
+        node.g.dataset.state = state;
+        node.title.textContent = `${name}: ${state}`;
+      }
+    }
+    for (const edge of this.edges) {
+      const up = this.state(edge.from);
+      const down = this.state(edge.to);
+      let state = "idle";
+      if (down === "failed" || up === "failed") state = "failed";
+      else if (down === "succeeded") state = "done";
+      else if (up === "succeeded" && down === "running") state = "flow";
+      else if (up === "succeeded") state = "ready";
+      if (edge.path.dataset.state !== state) edge.path.dataset.state = state;
+    }
+    const total = this.nodes.size;
+    const parts = [`${counts.succeeded} of ${total} tasks succeeded`];
+    if (counts.running) parts.push(`${counts.running} running`);
+    if (counts.failed) parts.push(`${counts.failed} failed`);
+    const lanes = `${this.batchCount} batch${this.batchCount === 1 ? "" : "es"}`;
+    this.title.textContent =
+      this.mode === "preview"
+        ? `Preview of a run with ${lanes}: ${total} tasks`
+        : `Pipeline with ${lanes}: ${parts.join(", ")}`;
+  }
+}
