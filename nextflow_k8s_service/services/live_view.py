@@ -22,6 +22,7 @@ class LiveView:
         self.active = False
         self.logs: deque[LogLine] = deque(maxlen=RECENT_LOG_LINES)
         self._last_seq = 0
+        self._origin: str | None = None
         self._completed = False
 
     def _is_older(self, message: RelayMessage) -> bool:
@@ -41,12 +42,14 @@ class LiveView:
         if (
             self.run is not None
             and self.run.run_id == run.run_id
+            and run.owner == self._origin
             and run.event_seq <= self._last_seq
         ):
             return
         self.run = run.detail()
         self.active = active
         self._completed = False
+        self._origin = run.owner
         self._last_seq = run.event_seq
         self.logs.clear()
         self.logs.extend(logs)
@@ -59,10 +62,12 @@ class LiveView:
             if self._is_older(message):
                 return None  # a late event of a run older than the one shown
             self.logs.clear()
-            self._last_seq = 0
             self._completed = False
-        elif message.event_seq <= self._last_seq or self._completed:
+        elif self._completed:
             return None
+        elif message.origin == self._origin and message.event_seq <= self._last_seq:
+            return None  # already applied (sequence numbers count per publishing replica)
+        self._origin = message.origin
         self._last_seq = message.event_seq
         if message.run is not None:
             self.run = message.run

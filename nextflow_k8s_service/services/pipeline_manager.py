@@ -331,13 +331,10 @@ class PipelineManager:
                 logger.warning("housekeeping: state store unavailable (%s)", exc)
 
     async def _renew_failed(self, session: RunSession) -> None:
-        """The lease is gone. If the store merely lost its data (a Redis restart without
-        persistence), the run is re-established; if another replica took it, stop it."""
-        result = await self._store.acquire(session.record)
-        if result.acquired:
-            logger.warning("the state store had lost run %s; re-established it", session.run_id)
-            return
-        await self._lost(session.run_id)
+        """The lease is gone: re-establish the run if the store merely lost its data, else
+        (another replica took it over) stop following and running it."""
+        if not await session.reclaim():
+            await self._lost(session.run_id)
 
     async def _lost(self, run_id: str) -> None:
         logger.error("lost the lease of run %s; stopping it", run_id)

@@ -185,7 +185,7 @@ class RunSession:
         self.record.progress = self._tracker.progress()
         # The record is stored as finished (compare-and-set) before anyone is told, so a
         # client that reacts to `complete` by asking for the status sees the final state.
-        if not await self._retry(self._store.finish, self.record):
+        if not await self._store_finished():
             raise RunSupersededError
         self._metrics.runs_finished.labels(status.value).inc()
         await self._emit("status", {"status": status.value, "message": message})
@@ -200,9 +200,27 @@ class RunSession:
         logger.info("run %s finished: %s", self.run_id, status.value)
         return self.record
 
+    async def _store_finished(self) -> bool:
+        if await self._retry(self._store.finish, self.record):
+            return True
+        return await self.reclaim() and await self._retry(self._store.finish, self.record)
+
     async def _write(self) -> None:
-        if not await self._retry(self._store.update, self.record):
+        if await self._retry(self._store.update, self.record):
+            return
+        if not await self.reclaim():
             raise RunSupersededError
+
+    async def reclaim(self) -> bool:
+        """The store no longer has this run as active. If it does not know the run at all, it
+        lost its data (a Redis restart without persistence): make the run active again and
+        go on. If it knows the run (finished by another replica), the run is superseded."""
+        if await self._retry(self._store.get_run, self.run_id) is not None:
+            return False
+        result = await self._retry(self._store.acquire, self.record)
+        if result.acquired:
+            logger.warning("the state store had lost run %s; re-established it", self.run_id)
+        return result.acquired
 
     async def _emit(self, type_: FrameType, data: dict[str, Any]) -> None:
         self.record.event_seq += 1

@@ -13,9 +13,17 @@ def _run(run_id: str, **changes: Any) -> RunRecord:
     return RunRecord(run_id=run_id, batch_count=2, executor="local", **changes)
 
 
-def _event(run: RunRecord, seq: int, type_: Any, data: dict[str, Any]) -> RelayMessage:
+def _event(
+    run: RunRecord, seq: int, type_: Any, data: dict[str, Any], origin: str = "replica-a"
+) -> RelayMessage:
     return RelayMessage(
-        kind="event", run_id=run.run_id, event_seq=seq, type=type_, data=data, run=run.detail()
+        kind="event",
+        run_id=run.run_id,
+        origin=origin,
+        event_seq=seq,
+        type=type_,
+        data=data,
+        run=run.detail(),
     )
 
 
@@ -57,7 +65,17 @@ def test_seeding_keeps_newer_relayed_state() -> None:
     view = LiveView()
     run = _run("r000000000001", status=RunStatus.RUNNING)
     view.apply(_event(run, 5, "status", {"status": "running"}))
-    view.seed(run.model_copy(update={"event_seq": 3}), [], active=True)
+    view.seed(run.model_copy(update={"event_seq": 3, "owner": "replica-a"}), [], active=True)
     assert view.apply(_event(run, 5, "status", {"status": "running"})) is None
     view.seed(None, [], active=False)
     assert view.run is None and view.active is False
+
+
+def test_a_replica_taking_a_run_over_starts_its_own_sequence() -> None:
+    view = LiveView()
+    run = _run("r000000000001", status=RunStatus.RUNNING)
+    view.apply(_event(run, 40, "log", {"lines": [_log("controller", "on a")]}))
+    taken = run.model_copy(update={"status": RunStatus.UNKNOWN})
+    assert view.apply(_event(taken, 12, "status", {"status": "unknown"}, "replica-b")) is not None
+    assert view.apply(_event(taken, 13, "complete", {"status": "unknown"}, "replica-b"))
+    assert view.active is False
