@@ -13,13 +13,17 @@ Permissions = dict[tuple[str, str], frozenset[str]]
 
 SERVICE_PERMISSIONS: Permissions = {
     ("batch", "jobs"): frozenset({"create", "get", "list", "watch", "delete"}),
-    ("", "configmaps"): frozenset({"create", "delete"}),
+    # The per-run ConfigMap is owned by its Job: garbage collection deletes it.
+    ("", "configmaps"): frozenset({"create"}),
     ("", "pods"): frozenset({"list", "watch", "deletecollection"}),
     ("", "pods/log"): frozenset({"get"}),
 }
 
+# Nextflow's K8sClient with `k8s.computeResourceType = 'Pod'` (nf-k8s plugin): POST and DELETE
+# of task pods, GET .../pods/<name>/status to poll them, GET .../pods/<name>/log to save the log
+# of a failed task. (Job-type tasks would need batch/jobs and pods list instead.)
 RUNNER_PERMISSIONS: Permissions = {
-    ("", "pods"): frozenset({"create", "get", "list", "watch", "delete"}),
+    ("", "pods"): frozenset({"create", "delete"}),
     ("", "pods/status"): frozenset({"get"}),
     ("", "pods/log"): frozenset({"get"}),
 }

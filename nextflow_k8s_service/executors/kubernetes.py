@@ -1,0 +1,191 @@
+"""The Kubernetes executor: one Job per run running the Nextflow controller (k8s executor).
+
+Per followed run, a `_RunFollower` owns named tasks: a watch of the Job, a watch of the
+controller pod, a watch of Nextflow's task pods, and one log follower per pod. They feed one
+queue that `events()` drains. The terminal status comes from the Job's conditions (or from
+`cancel`, or `unknown` when the Job vanished); before it is emitted the log followers get
+`drain_timeout` seconds to read their pods' logs to the end, and the task states are
+reconciled with one final list, so logs and progress come before the terminal status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from kubernetes_asyncio.client import ApiClient
+
+from nextflow_k8s_service.config import Settings
+from nextflow_k8s_service.errors import (
+    ExecutorOperationError,
+    ExecutorStartError,
+    ExecutorUnavailableError,
+)
+from nextflow_k8s_service.executors.base import ExecutorEvent, RunSpec
+from nextflow_k8s_service.kubernetes import jobs
+from nextflow_k8s_service.kubernetes.api import KubeApi
+from nextflow_k8s_service.kubernetes.follower import FollowerTiming, RunFollower
+from nextflow_k8s_service.kubernetes.monitor import Backoff, job_outcome
+from nextflow_k8s_service.models import CheckResult
+
+logger = logging.getLogger(__name__)
+
+_RETRIED_STATUSES = {None, 429, 500, 502, 503, 504}
+
+
+def _start_error(exc: ExecutorOperationError) -> Exception:
+    """Map a failed create to the error the API shows (502 refused / 503 unreachable)."""
+    status = exc.status
+    if status in _RETRIED_STATUSES:
+        return ExecutorUnavailableError(f"Kubernetes API unavailable, run not started: {exc}")
+    hints = {
+        401: "the service's credentials were rejected",
+        403: "forbidden: check the service account's Role in the namespace",
+        404: "not found: does the namespace exist?",
+        409: "a Job with this run's name already exists",
+        422: "the API rejected the Job or ConfigMap as invalid",
+    }
+    hint = hints.get(status or 0, "the API refused the request")
+    return ExecutorStartError(f"Kubernetes refused to start the run ({hint}): {exc}")
+
+
+class KubernetesExecutor:
+    """Runs the demo as a Nextflow controller Job; see the module docstring.
+
+    The executor owns its followers' tasks (`close` cancels and awaits them) but not the
+    ApiClient (the lifespan closes it).
+    """
+
+    name = "kubernetes"
+    runs_outlive_service = True
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api_client: ApiClient,
+        timing: FollowerTiming | None = None,
+    ) -> None:
+        self._settings = settings
+        self._api = KubeApi(
+            api_client,
+            namespace=settings.nextflow_namespace,
+            request_timeout=settings.kube_request_timeout_seconds,
+        )
+        self._timing = timing or FollowerTiming()
+        self._runs: dict[str, RunFollower] = {}
+
+    def _follow(self, spec: RunSpec, *, adopting: bool, logs_since: datetime | None) -> None:
+        follower = RunFollower(
+            self._api,
+            spec,
+            timing=self._timing,
+            adopting=adopting,
+            logs_since=logs_since,
+        )
+        self._runs[spec.run_id] = follower
+        follower.start()
+
+    async def start(self, spec: RunSpec) -> None:
+        """Create the run's Job and ConfigMap and start following them.
+
+        Raises `ExecutorStartError` (403/404/409/422...) or `ExecutorUnavailableError` (5xx,
+        timeout, unreachable); then nothing of the run is left in the cluster.
+        """
+        try:
+            await jobs.create_run(self._api, self._settings, spec)
+        except ExecutorOperationError as exc:
+            if exc.status in _RETRIED_STATUSES:
+                # The create may have succeeded server-side before the answer was lost.
+                await jobs.delete_run(self._api, spec.run_id, quiet=True)
+            raise _start_error(exc) from exc
+        logger.info("run %s: created Job %s", spec.run_id, jobs.job_name(spec.run_id))
+        self._follow(spec, adopting=False, logs_since=None)
+
+    async def events(self, run_id: str) -> AsyncIterator[ExecutorEvent]:
+        follower = self._runs.get(run_id)
+        if follower is None:
+            raise ExecutorOperationError(f"run {run_id} is not followed by this executor")
+        try:
+            async for event in follower.events():
+                yield event
+        finally:
+            await follower.stop()
+            if self._runs.get(run_id) is follower:
+                del self._runs[run_id]
+
+    async def cancel(self, run_id: str) -> None:
+        """Delete the Job (Background) and the run's task pods; `events` then ends CANCELLED.
+
+        Raises `ExecutorUnavailableError` when the deletion keeps failing (the run goes on).
+        """
+        follower = self._runs.get(run_id)
+        if follower is not None:
+            follower.cancelling = True
+        backoff = self._timing.backoff
+        for attempt in range(1, 4):
+            try:
+                await jobs.delete_run(self._api, run_id)
+                break
+            except ExecutorOperationError as exc:
+                if exc.status not in _RETRIED_STATUSES or attempt == 3:
+                    if follower is not None:
+                        follower.cancelling = False
+                    raise ExecutorUnavailableError(f"could not cancel run {run_id}: {exc}") from exc
+                await asyncio.sleep(backoff.delay(attempt))
+        logger.info("run %s: cancelled (Job and task pods deleted)", run_id)
+        if follower is not None:
+            await follower.finish_cancelled()
+
+    async def adopt(self, spec: RunSpec, *, logs_since: datetime | None = None) -> bool:
+        """Follow a run started by an earlier process, if its Job still exists.
+
+        Status and progress are recomputed from the Job and the current pods; logs resume
+        after `logs_since` (the last line the caller already has), else from the beginning.
+        Raises `ExecutorUnavailableError` when the API cannot tell.
+        """
+        try:
+            job = await self._api.read_job(jobs.job_name(spec.run_id))
+        except ExecutorOperationError as exc:
+            raise ExecutorUnavailableError(f"cannot look up run {spec.run_id}: {exc}") from exc
+        if job is None:
+            return False
+        logger.info("run %s: adopting Job %s", spec.run_id, jobs.job_name(spec.run_id))
+        self._follow(spec, adopting=True, logs_since=logs_since)
+        return True
+
+    async def check(self) -> CheckResult:
+        """One cheap authorised call (list Jobs, limit 1); never raises."""
+        try:
+            await self._api.list_jobs(limit=1)
+        except Exception as exc:
+            return CheckResult(ok=False, detail=f"Kubernetes API: {exc}")
+        return CheckResult(ok=True, detail=f"namespace {self._settings.nextflow_namespace}")
+
+    async def orphan_jobs(self, claimed: set[str]) -> list[str]:
+        """Names of this service's unfinished Jobs that no run in `claimed` (run ids) owns.
+
+        Raises `ExecutorUnavailableError` when the API cannot be asked.
+        """
+        try:
+            listing = await self._api.list_jobs(label_selector=jobs.MANAGED_BY_SELECTOR)
+        except ExecutorOperationError as exc:
+            raise ExecutorUnavailableError(f"cannot list Jobs: {exc}") from exc
+        orphans = []
+        for job in listing.get("items") or []:
+            meta = job.get("metadata") or {}
+            run_id = (meta.get("labels") or {}).get(jobs.RUN_ID_LABEL)
+            if run_id not in claimed and job_outcome(job) is None:
+                orphans.append(str(meta.get("name")))
+        return sorted(orphans)
+
+    async def close(self) -> None:
+        """Stop following every run (the runs themselves go on in the cluster)."""
+        followers = list(self._runs.values())
+        self._runs.clear()
+        await asyncio.gather(*(follower.stop() for follower in followers))
+
+
+__all__ = ["Backoff", "FollowerTiming", "KubernetesExecutor"]

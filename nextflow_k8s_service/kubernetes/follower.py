@@ -1,0 +1,299 @@
+"""Following one run in the cluster and turning what happens into executor events.
+
+A `RunFollower` owns named tasks: `job` (watch of the Job), `controller` (watch of the
+controller pod), `tasks` (watch of Nextflow's task pods) and one `log:<pod>` per followed pod
+log. They feed one unbounded queue (bounded in practice by one run's events) that `events()`
+drains, ending after exactly one terminal `StatusChanged`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from nextflow_k8s_service.errors import ExecutorOperationError
+from nextflow_k8s_service.executors.base import (
+    ExecutorEvent,
+    LogEmitted,
+    RunSpec,
+    StatusChanged,
+    TaskChanged,
+    task_source,
+)
+from nextflow_k8s_service.kubernetes import jobs
+from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
+from nextflow_k8s_service.kubernetes.logs import LOG_READ_TIMEOUT_SECONDS, LogFollower, LogRecord
+from nextflow_k8s_service.kubernetes.monitor import (
+    WATCH_TIMEOUT_SECONDS,
+    Backoff,
+    WatchEvent,
+    job_outcome,
+    pod_started,
+    pod_task,
+    pod_task_state,
+    pod_terminated,
+    watch_objects,
+)
+from nextflow_k8s_service.models import RunStatus, TaskState
+
+logger = logging.getLogger(__name__)
+
+Task = tuple[str, int | None]
+
+_STARTING = "waiting for the Nextflow controller to start"
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerTiming:
+    """Timeouts of the followers (seconds); tests shorten them."""
+
+    watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS
+    log_read_timeout: float = LOG_READ_TIMEOUT_SECONDS
+    drain_timeout: float = 15.0
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+class RunFollower:
+    """Follows run `spec.run_id`; see the module docstring. `stop()` cancels and awaits all."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        spec: RunSpec,
+        *,
+        timing: FollowerTiming,
+        adopting: bool = False,
+        logs_since: datetime | None = None,
+    ) -> None:
+        self._api = api
+        self.spec = spec
+        self.run_id = spec.run_id
+        self._timing = timing
+        self._adopting = adopting
+        self._logs_since = logs_since
+        self.cancelling = False
+        self._queue: asyncio.Queue[ExecutorEvent] = asyncio.Queue()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._logs: dict[str, LogFollower] = {}
+        self._status: RunStatus | None = None
+        self._task_states: dict[Task, TaskState] = {}
+        self._task_pods: dict[Task, str] = {}
+        self._finishing = False
+        self._finished = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=f"k8s:{self.run_id}:{name}")
+        self._tasks[name] = task
+
+    def start(self) -> None:
+        self._spawn("job", self._follow_job())
+        self._spawn("controller", self._follow_controller())
+        self._spawn("tasks", self._follow_tasks())
+
+    async def stop(self) -> None:
+        """Cancel and await every task (idempotent; the run itself goes on)."""
+        await self._cancel_tasks(list(self._tasks))
+
+    async def _cancel_tasks(self, names: list[str]) -> None:
+        current = asyncio.current_task()
+        victims = [self._tasks[n] for n in names if n in self._tasks]
+        victims = [task for task in victims if task is not current]
+        for task in victims:
+            task.cancel()
+        results = await asyncio.gather(*victims, return_exceptions=True)
+        for task, result in zip(victims, results, strict=True):
+            if isinstance(result, Exception):
+                logger.error("task %s failed: %r", task.get_name(), result)
+
+    async def events(self) -> AsyncIterator[ExecutorEvent]:
+        while True:
+            event = await self._queue.get()
+            yield event
+            if isinstance(event, StatusChanged) and event.status.terminal:
+                return
+
+    # --- emitting -----------------------------------------------------------------------------
+
+    def _set_status(self, status: RunStatus, message: str | None = None) -> None:
+        order = (None, RunStatus.STARTING, RunStatus.RUNNING)
+        if self._finishing or order.index(status) <= order.index(self._status):
+            return
+        self._status = status
+        self._queue.put_nowait(StatusChanged(status, message))
+
+    def _set_task(self, task: Task, state: TaskState) -> None:
+        if self._task_states.get(task) == state:
+            return
+        self._task_states[task] = state
+        self._queue.put_nowait(TaskChanged(task[0], task[1], state))
+
+    def _emit_log(self, record: LogRecord) -> None:
+        self._queue.put_nowait(LogEmitted(record.source, record.message, record.timestamp))
+
+    def _follow_log(self, pod: Obj, source: str) -> None:
+        name = str(pod["metadata"]["name"])
+        follower = self._logs.get(name)
+        if follower is None:
+            if self._finishing:
+                return
+            follower = LogFollower(
+                self._api,
+                pod=name,
+                container=(pod.get("spec") or {}).get("containers", [{}])[0].get("name", ""),
+                source=source,
+                emit=self._emit_log,
+                read_timeout=self._timing.log_read_timeout,
+                backoff=self._timing.backoff,
+                since=self._logs_since,
+            )
+            self._logs[name] = follower
+            self._spawn(f"log:{name}", follower.run())
+        follower.pod_changed(terminated=pod_terminated(pod))
+
+    # --- watches ------------------------------------------------------------------------------
+
+    def _watch(self, kind: str, **selectors: str) -> AsyncGenerator[WatchEvent, None]:
+        return watch_objects(
+            self._api,
+            "jobs" if kind == "jobs" else "pods",
+            timeout_seconds=self._timing.watch_timeout_seconds,
+            backoff=self._timing.backoff,
+            **selectors,
+        )
+
+    async def _follow_job(self) -> None:
+        selector = f"metadata.name={jobs.job_name(self.run_id)}"
+        seen = False
+        async with aclosing(self._watch("jobs", field_selector=selector)) as stream:
+            async for event in stream:
+                if event.type == "SYNCED":
+                    if not seen:
+                        break
+                    continue
+                if event.type == "DELETED":
+                    break
+                seen = True
+                outcome = job_outcome(event.obj)
+                if outcome is not None:
+                    await self._finish(*outcome)
+                    return
+                self._set_status(RunStatus.STARTING, _STARTING)
+        if self.cancelling:
+            await self._finish(RunStatus.CANCELLED, "cancelled")
+        else:
+            await self._finish(RunStatus.UNKNOWN, "the run's Job no longer exists")
+
+    async def _follow_controller(self) -> None:
+        selector = jobs.controller_pod_selector(self.run_id)
+        async with aclosing(self._watch("pods", label_selector=selector)) as stream:
+            async for event in stream:
+                if event.type == "SYNCED":
+                    continue
+                pod = event.obj
+                if event.type != "DELETED":
+                    if pod_started(pod):
+                        self._set_status(RunStatus.RUNNING, "the Nextflow controller is running")
+                    else:
+                        self._set_status(RunStatus.STARTING, _STARTING)
+                if event.type == "DELETED" or pod_started(pod):
+                    self._follow_log(pod, "controller")
+
+    async def _follow_tasks(self) -> None:
+        selector = jobs.task_pods_selector(self.run_id)
+        first_sync = True
+        async with aclosing(self._watch("pods", label_selector=selector)) as stream:
+            async for event in stream:
+                if event.type == "SYNCED":
+                    if first_sync and self._adopting:
+                        self._infer_finished_tasks()
+                    first_sync = False
+                    continue
+                self._on_task_pod(event)
+
+    def _on_task_pod(self, event: WatchEvent) -> None:
+        pod = event.obj
+        task = pod_task(pod)
+        if task is None:
+            return
+        uid = str(pod["metadata"].get("uid") or pod["metadata"]["name"])
+        deleted = event.type == "DELETED"
+        if not deleted and task not in self._task_pods:
+            self._task_pods[task] = uid
+        elif event.type == "ADDED" and self._task_pods.get(task) != uid:
+            self._task_pods[task] = uid  # a retry of the task: the newest pod speaks for it
+        if self._task_pods.get(task, uid) != uid:
+            return
+        if not (deleted and self.cancelling):
+            self._set_task(task, pod_task_state(pod, deleted=deleted, missed=event.missed))
+        if deleted or pod_started(pod):
+            self._follow_log(pod, task_source(*task))
+
+    def _infer_finished_tasks(self) -> None:
+        """After a restart, count the tasks whose pods `k8s.cleanup` already removed.
+
+        The DAG tells: ANALYZE (i) exists only after GENERATE (i) succeeded, REPORT only after
+        every ANALYZE succeeded.
+        """
+        seen = dict(self._task_states)
+        batches = range(1, self.spec.batch_count + 1)
+        if any(process == "REPORT" for process, _ in seen):
+            finished = [("GENERATE", i) for i in batches] + [("ANALYZE", i) for i in batches]
+        else:
+            finished = [("GENERATE", i) for p, i in seen if p == "ANALYZE" and i is not None]
+        for task in finished:
+            if task not in seen:
+                self._set_task(task, TaskState.SUCCEEDED)
+
+    # --- the end ------------------------------------------------------------------------------
+
+    async def finish_cancelled(self) -> None:
+        await self._finish(RunStatus.CANCELLED, "cancelled")
+
+    async def _finish(self, status: RunStatus, message: str | None) -> None:
+        """Emit the terminal status once: after the logs drained and the tasks reconciled."""
+        if self._finishing:
+            await self._finished.wait()
+            return
+        self._finishing = True
+        try:
+            await self._cancel_tasks(["job", "controller", "tasks"])
+            log_tasks = [name for name in self._tasks if name.startswith("log:")]
+            if status is not RunStatus.CANCELLED:
+                for follower in self._logs.values():
+                    follower.finish()
+                pending = [self._tasks[name] for name in log_tasks]
+                if pending:
+                    await asyncio.wait(pending, timeout=self._timing.drain_timeout)
+                await self._reconcile_tasks(status)
+            await self._cancel_tasks(log_tasks)
+            self._queue.put_nowait(StatusChanged(status, message))
+            logger.info("run %s: %s%s", self.run_id, status, f" ({message})" if message else "")
+        finally:
+            self._finished.set()
+
+    async def _reconcile_tasks(self, status: RunStatus) -> None:
+        """Bring the task states up to date with one final list, then tidy up."""
+        selector = jobs.task_pods_selector(self.run_id)
+        try:
+            listing = await self._api.list_objects("pods", label_selector=selector)
+            for pod in listing.get("items") or []:
+                self._on_task_pod(WatchEvent("MODIFIED", pod))
+            if status is not RunStatus.SUCCEEDED and listing.get("items"):
+                # Nextflow keeps failed task pods; they have no owner, nothing else removes them.
+                await self._api.delete_pods(label_selector=selector)
+        except ExecutorOperationError as exc:
+            logger.warning("run %s: final task reconciliation failed: %s", self.run_id, exc)
+        if status is RunStatus.SUCCEEDED:
+            # The pipeline completed, so every task did (pods deleted unseen included).
+            batches = range(1, self.spec.batch_count + 1)
+            for process in ("GENERATE", "ANALYZE"):
+                for index in batches:
+                    self._set_task((process, index), TaskState.SUCCEEDED)
+            self._set_task(("REPORT", None), TaskState.SUCCEEDED)

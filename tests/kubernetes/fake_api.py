@@ -1,0 +1,634 @@
+"""A small Kubernetes API server fake, speaking the wire protocol `kubernetes_asyncio` uses.
+
+Served by aiohttp on 127.0.0.1; one namespace-agnostic store of Jobs (batch/v1), Pods and
+ConfigMaps with a monotonic resourceVersion; lists with label selectors (`=`, `!=`, `in`,
+`notin`, existence) and `metadata.name` field selectors; watches (chunked JSON lines,
+ADDED/MODIFIED/DELETED/ERROR, resumed from a resourceVersion, `timeoutSeconds`); deletion with
+owner-reference garbage collection; pod logs (`follow`, `timestamps` in RFC3339Nano,
+`sinceSeconds`, 400 while the pod is pending). Faults: a 410 inside open watches and for
+resumes from before it, dropped watch or log streams, any status for the next N matching
+requests. Every request is recorded as an RBAC triple (verb, apiGroup, resource).
+
+The scenario methods (`set_pod_phase`, `add_task_pod`, `append_log`, `complete_job`, ...)
+play the cluster: the Job controller (a Job's pod is created with the Job), the kubelet and
+Nextflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+Obj = dict[str, Any]
+RESOURCES = ("jobs", "pods", "configmaps")
+_GROUPS = {"jobs": "batch", "pods": "", "configmaps": ""}
+_KINDS = {"jobs": "Job", "pods": "Pod", "configmaps": "ConfigMap"}
+_API_VERSIONS = {"jobs": "batch/v1", "pods": "v1", "configmaps": "v1"}
+_DROP = object()
+
+
+def rfc3339nano(nanos: int) -> str:
+    """Go's RFC3339Nano: trailing zeros of the fraction trimmed (and no fraction if zero)."""
+    seconds, fraction = divmod(nanos, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    frac = f"{fraction:09d}".rstrip("0")
+    return f"{base}.{frac}Z" if frac else f"{base}Z"
+
+
+def status_body(code: int, reason: str, message: str) -> Obj:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+_REASONS = {
+    400: "BadRequest",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "AlreadyExists",
+    410: "Expired",
+    422: "Invalid",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
+def _requirements(selector: str) -> list[tuple[str, str, set[str]]]:
+    """Parse a label selector into (key, op, values); ops: =, !=, in, notin, exists, !exists."""
+    parts: list[str] = []
+    depth, current = 0, ""
+    for char in selector:
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += char == "("
+        depth -= char == ")"
+        current += char
+    parts.append(current)
+    result: list[tuple[str, str, set[str]]] = []
+    for raw in (part.strip() for part in parts):
+        if not raw:
+            continue
+        if " notin " in raw or " in " in raw:
+            op = "notin" if " notin " in raw else "in"
+            key, _, values = raw.partition(f" {op} ")
+            items = {v.strip() for v in values.strip().strip("()").split(",") if v.strip()}
+            result.append((key.strip(), op, items))
+        elif "!=" in raw:
+            key, _, value = raw.partition("!=")
+            result.append((key.strip(), "!=", {value.strip()}))
+        elif "=" in raw:
+            key, _, value = raw.replace("==", "=").partition("=")
+            result.append((key.strip(), "=", {value.strip()}))
+        elif raw.startswith("!"):
+            result.append((raw[1:].strip(), "!exists", set()))
+        else:
+            result.append((raw, "exists", set()))
+    return result
+
+
+def matches(obj: Obj, label_selector: str | None, field_selector: str | None) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    for key, op, values in _requirements(label_selector or ""):
+        value = labels.get(key)
+        ok = {
+            "=": value in values,
+            "in": value in values,
+            "!=": value not in values,
+            "notin": value not in values,
+            "exists": key in labels,
+            "!exists": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    for term in filter(None, (field_selector or "").split(",")):
+        path, _, value = term.partition("=")
+        if path.strip() == "metadata.name" and obj["metadata"]["name"] != value.strip():
+            return False
+        if path.strip() == "metadata.namespace" and obj["metadata"]["namespace"] != value.strip():
+            return False
+    return True
+
+
+@dataclass
+class Fault:
+    status: int
+    verb: str | None
+    resource: str | None
+    times: int
+    message: str
+
+
+@dataclass(eq=False)
+class _Watcher:
+    resource: str
+    namespace: str
+    label_selector: str | None
+    field_selector: str | None
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+
+
+@dataclass(eq=False)
+class _LogReader:
+    pod: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: bool = False
+
+
+async def _close(response: web.StreamResponse) -> None:
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+
+
+class FakeKubernetes:
+    """The fake API server and the scenario driver; see the module docstring."""
+
+    def __init__(self, namespace: str = "nextflow") -> None:
+        self.namespace = namespace
+        self.store: dict[str, dict[tuple[str, str], Obj]] = {r: {} for r in RESOURCES}
+        self.history: dict[str, list[tuple[int, str, Obj]]] = {r: [] for r in RESOURCES}
+        self.compacted: dict[str, int] = dict.fromkeys(RESOURCES, 0)
+        self.resource_version = 0
+        self.calls: list[tuple[str, str, str]] = []
+        self.faults: list[Fault] = []
+        self.logs: dict[str, list[tuple[int, str]]] = {}
+        self._watchers: set[_Watcher] = set()
+        self._log_readers: set[_LogReader] = set()
+        self._streams_changed = asyncio.Condition()
+        self._last_log_nanos = 0
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.session_id = f"uuid-{uuid.uuid4()}"
+
+    # --- server -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}/log", self._pod_log)
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/{resource}", self._collection)
+        app.router.add_route("*", "/api/v1/namespaces/{ns}/{resource}/{name}", self._item)
+        app.router.add_route("*", "/apis/batch/v1/namespaces/{ns}/{resource}", self._collection)
+        app.router.add_route("*", "/apis/batch/v1/namespaces/{ns}/{resource}/{name}", self._item)
+        # handler_cancellation: a client that hangs up ends its watch or log stream at once.
+        self._runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=1, handler_cancellation=True
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for watcher in list(self._watchers):
+            watcher.queue.put_nowait(None)
+        for reader in list(self._log_readers):
+            reader.dropped = True
+            reader.wake.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kubeconfig(self) -> str:
+        return json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                "users": [{"name": "tester", "user": {"token": "fake-token"}}],
+                "contexts": [
+                    {
+                        "name": "fake",
+                        "context": {"cluster": "fake", "user": "tester", "namespace": "nextflow"},
+                    }
+                ],
+                "current-context": "fake",
+            }
+        )
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def fail(
+        self,
+        status: int,
+        *,
+        verb: str | None = None,
+        resource: str | None = None,
+        times: int = 1,
+        message: str = "injected failure",
+    ) -> None:
+        """Answer the next `times` requests matching (verb, resource) with `status`."""
+        self.faults.append(Fault(status, verb, resource, times, message))
+
+    def expire_watches(self, resource: str) -> None:
+        """History compacted: open watches get a 410 ERROR event, older resumes a 410."""
+        self.compacted[resource] = self.resource_version
+        for watcher in list(self._watchers):
+            if watcher.resource == resource:
+                watcher.queue.put_nowait(
+                    {
+                        "type": "ERROR",
+                        "object": status_body(
+                            410, "Expired", f"too old resource version ({self.resource_version})"
+                        ),
+                    }
+                )
+                watcher.queue.put_nowait(None)
+
+    def drop_watches(self, resource: str) -> None:
+        """Cut open watch connections of `resource` mid-stream."""
+        for watcher in list(self._watchers):
+            if watcher.resource == resource:
+                watcher.queue.put_nowait(_DROP)
+
+    def drop_log_streams(self, pod: str) -> None:
+        for reader in list(self._log_readers):
+            if reader.pod == pod:
+                reader.dropped = True
+                reader.wake.set()
+
+    def open_log_streams(self, pod: str) -> int:
+        return sum(1 for reader in self._log_readers if reader.pod == pod)
+
+    def watch_count(self, resource: str) -> int:
+        return sum(1 for watcher in self._watchers if watcher.resource == resource)
+
+    async def streams_closed(self, timeout: float = 5) -> None:
+        """Wait until every watch and log stream has been closed by its client."""
+        async with asyncio.timeout(timeout), self._streams_changed:
+            await self._streams_changed.wait_for(
+                lambda: not self._watchers and not self._log_readers
+            )
+
+    async def _stream_ended(self) -> None:
+        async with self._streams_changed:
+            self._streams_changed.notify_all()
+
+    def _take_fault(self, verb: str, resource: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.verb not in (None, verb) or fault.resource not in (None, resource):
+                continue
+            fault.times -= 1
+            if fault.times <= 0:
+                self.faults.remove(fault)
+            return fault
+        return None
+
+    # --- store --------------------------------------------------------------------------------
+
+    def _record(self, resource: str, kind: str, obj: Obj) -> None:
+        self.resource_version += 1
+        obj["metadata"]["resourceVersion"] = str(self.resource_version)
+        snapshot = copy.deepcopy(obj)
+        self.history[resource].append((self.resource_version, kind, snapshot))
+        namespace = obj["metadata"]["namespace"]
+        for watcher in list(self._watchers):
+            if (
+                watcher.resource == resource
+                and watcher.namespace == namespace
+                and matches(snapshot, watcher.label_selector, watcher.field_selector)
+            ):
+                watcher.queue.put_nowait({"type": kind, "object": snapshot})
+
+    def create(self, resource: str, obj: Obj, namespace: str | None = None) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta["namespace"] = namespace or meta.get("namespace") or self.namespace
+        if "name" not in meta and "generateName" in meta:
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        key = (meta["namespace"], meta["name"])
+        if key in self.store[resource]:
+            raise KeyError(meta["name"])
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        obj.setdefault("apiVersion", _API_VERSIONS[resource])
+        obj.setdefault("kind", _KINDS[resource])
+        self.store[resource][key] = obj
+        self._record(resource, "ADDED", obj)
+        if resource == "jobs":
+            self._start_job_pod(obj)
+        return obj
+
+    def update(self, resource: str, name: str, mutate: Any) -> Obj:
+        obj = self.store[resource][(self.namespace, name)]
+        mutate(obj)
+        self._record(resource, "MODIFIED", obj)
+        if resource == "pods":
+            for reader in self._log_readers:
+                if reader.pod == name:
+                    reader.wake.set()
+        return obj
+
+    def delete(self, resource: str, name: str, *, namespace: str | None = None) -> Obj | None:
+        obj = self.store[resource].pop((namespace or self.namespace, name), None)
+        if obj is None:
+            return None
+        self._record(resource, "DELETED", obj)
+        if resource == "pods":
+            for reader in self._log_readers:
+                if reader.pod == name:
+                    reader.wake.set()
+        uid = obj["metadata"]["uid"]
+        for dependent_resource in RESOURCES:
+            for dependent in list(self.store[dependent_resource].values()):
+                owners = dependent["metadata"].get("ownerReferences") or []
+                if any(owner.get("uid") == uid for owner in owners):
+                    self.delete(dependent_resource, dependent["metadata"]["name"])
+        return obj
+
+    def names(self, resource: str) -> list[str]:
+        return sorted(name for _, name in self.store[resource])
+
+    def get(self, resource: str, name: str) -> Obj | None:
+        return self.store[resource].get((self.namespace, name))
+
+    # --- scenario: the job controller, the kubelet and Nextflow -------------------------------
+
+    def _start_job_pod(self, job: Obj) -> None:
+        template = job["spec"]["template"]
+        job_name = job["metadata"]["name"]
+        pod = {
+            "metadata": {
+                "name": f"{job_name}-{secrets.token_hex(3)[:5]}",
+                "namespace": job["metadata"]["namespace"],
+                "labels": {
+                    **(template.get("metadata", {}).get("labels") or {}),
+                    "batch.kubernetes.io/job-name": job_name,
+                    "job-name": job_name,
+                    "controller-uid": job["metadata"]["uid"],
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": job_name,
+                        "uid": job["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": copy.deepcopy(template["spec"]),
+            "status": {"phase": "Pending"},
+        }
+        self.update("jobs", job_name, lambda j: j.setdefault("status", {}).update(active=1))
+        self.create("pods", pod)
+
+    def controller_pod(self, run_id: str) -> str:
+        for (_, name), pod in self.store["pods"].items():
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get("job-name") == f"nextflow-{run_id}":
+                return name
+        raise KeyError(run_id)
+
+    def set_pod_phase(self, name: str, phase: str) -> None:
+        self.update("pods", name, lambda pod: pod["status"].update(phase=phase))
+
+    def add_task_pod(self, run_id: str, process: str, index: int | None) -> str:
+        """A task pod as Nextflow creates it (labels sanitized like Nextflow's), Pending."""
+        name = f"nf-{secrets.token_hex(8)}"
+        task_label = process if index is None else f"{process}_{index}"
+        pod = {
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "nextflow.io/app": "nextflow",
+                    "nextflow.io/runName": run_id,
+                    "nextflow.io/taskName": task_label,
+                    "nextflow.io/processName": process,
+                    "nextflow.io/sessionId": self.session_id,
+                },
+            },
+            "spec": {"restartPolicy": "Never", "containers": [{"name": name, "image": "py"}]},
+            "status": {"phase": "Pending"},
+        }
+        self.create("pods", pod)
+        return name
+
+    def append_log(self, pod: str, *messages: str, same_timestamp: bool = False) -> None:
+        lines = self.logs.setdefault(pod, [])
+        nanos = max(time.time_ns(), self._last_log_nanos + 1)
+        for message in messages:
+            lines.append((nanos, message))
+            self._last_log_nanos = nanos
+            if not same_timestamp:
+                nanos += 1_000
+        for reader in self._log_readers:
+            if reader.pod == pod:
+                reader.wake.set()
+
+    def set_job_conditions(self, name: str, *conditions: tuple[str, str, str]) -> None:
+        """Append True conditions (type, reason, message) to the Job's status."""
+
+        def mutate(job: Obj) -> None:
+            status = job.setdefault("status", {})
+            for kind, reason, message in conditions:
+                status.setdefault("conditions", []).append(
+                    {"type": kind, "status": "True", "reason": reason, "message": message}
+                )
+                if kind == "Complete":
+                    status.update(active=0, succeeded=1)
+                if kind == "Failed":
+                    status.update(active=0, failed=1)
+
+        self.update("jobs", name, mutate)
+
+    # --- HTTP handlers ------------------------------------------------------------------------
+
+    def _error(self, code: int, message: str) -> web.Response:
+        body = status_body(code, _REASONS.get(code, "Unknown"), message)
+        return web.json_response(body, status=code)
+
+    def _fault_response(self, verb: str, resource: str) -> web.Response | None:
+        fault = self._take_fault(verb, resource)
+        if fault is None:
+            return None
+        return self._error(fault.status, fault.message)
+
+    async def _collection(self, request: web.Request) -> web.StreamResponse:
+        resource = request.match_info["resource"]
+        namespace = request.match_info["ns"]
+        query = request.query
+        watch = query.get("watch", "").lower() in ("true", "1")
+        verb = {"GET": "watch" if watch else "list", "POST": "create"}.get(
+            request.method, "deletecollection"
+        )
+        self.calls.append((verb, _GROUPS.get(resource, "?"), resource))
+        if resource not in RESOURCES:
+            return self._error(404, f"the server could not find resource {resource}")
+        faulted = self._fault_response(verb, resource)
+        if faulted is not None:
+            return faulted
+        labels, fields = query.get("labelSelector"), query.get("fieldSelector")
+        if verb == "create":
+            body = await request.json()
+            try:
+                created = self.create(resource, body, namespace)
+            except KeyError:
+                name = body["metadata"]["name"]
+                return self._error(409, f'{resource} "{name}" already exists')
+            return web.json_response(created, status=201)
+        if verb == "watch":
+            return await self._watch(request, resource, namespace, labels, fields)
+        items = [
+            copy.deepcopy(obj)
+            for (ns, _), obj in sorted(self.store[resource].items())
+            if ns == namespace and matches(obj, labels, fields)
+        ]
+        if verb == "deletecollection":
+            for obj in items:
+                self.delete(resource, obj["metadata"]["name"], namespace=namespace)
+        limit = int(query.get("limit") or 0)
+        return web.json_response(
+            {
+                "kind": f"{_KINDS[resource]}List",
+                "apiVersion": _API_VERSIONS[resource],
+                "metadata": {"resourceVersion": str(self.resource_version)},
+                "items": items[:limit] if limit else items,
+            }
+        )
+
+    async def _item(self, request: web.Request) -> web.Response:
+        resource, name = request.match_info["resource"], request.match_info["name"]
+        namespace = request.match_info["ns"]
+        verb = {"GET": "get", "DELETE": "delete"}.get(request.method, request.method.lower())
+        self.calls.append((verb, _GROUPS.get(resource, "?"), resource))
+        faulted = self._fault_response(verb, resource)
+        if faulted is not None:
+            return faulted
+        obj = self.store.get(resource, {}).get((namespace, name))
+        if obj is None:
+            return self._error(404, f'{resource} "{name}" not found')
+        if verb == "delete":
+            if request.query.get("propagationPolicy") == "Orphan":
+                obj["metadata"]["ownerReferences"] = []
+            self.delete(resource, name, namespace=namespace)
+            return web.json_response({"kind": "Status", "status": "Success", "metadata": {}})
+        return web.json_response(obj)
+
+    async def _watch(
+        self,
+        request: web.Request,
+        resource: str,
+        namespace: str,
+        labels: str | None,
+        fields: str | None,
+    ) -> web.StreamResponse:
+        since = request.query.get("resourceVersion") or ""
+        timeout = float(request.query.get("timeoutSeconds") or 30)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+
+        async def send(event: Obj) -> None:
+            await response.write(json.dumps(event).encode() + b"\n")
+
+        if since and int(since) < self.compacted[resource]:
+            await send({"type": "ERROR", "object": status_body(410, "Expired", "too old")})
+            await _close(response)
+            return response
+        watcher = _Watcher(resource, namespace, labels, fields)
+        self._watchers.add(watcher)
+        # Replay synchronously with the registration: no event is missed or repeated.
+        if since:
+            backlog = [
+                {"type": kind, "object": obj}
+                for rv, kind, obj in self.history[resource]
+                if rv > int(since) and obj["metadata"]["namespace"] == namespace
+                if matches(obj, labels, fields)
+            ]
+        else:
+            backlog = [
+                {"type": "ADDED", "object": copy.deepcopy(obj)}
+                for (ns, _), obj in self.store[resource].items()
+                if ns == namespace and matches(obj, labels, fields)
+            ]
+        try:
+            for event in backlog:
+                await send(event)
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = await watcher.queue.get()
+                    if event is None:
+                        break
+                    if event is _DROP:
+                        assert request.transport is not None
+                        request.transport.close()
+                        return response
+                    await send(event)
+        except TimeoutError:
+            pass
+        except (ConnectionError, RuntimeError):
+            return response
+        finally:
+            self._watchers.discard(watcher)
+            await asyncio.shield(self._stream_ended())
+        await _close(response)
+        return response
+
+    async def _pod_log(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.calls.append(("get", "", "pods/log"))
+        faulted = self._fault_response("get", "pods/log")
+        if faulted is not None:
+            return faulted
+        pod = self.get("pods", name)
+        if pod is None:
+            return self._error(404, f'pods "{name}" not found')
+        container = request.query.get("container") or pod["spec"]["containers"][0]["name"]
+        if pod["status"]["phase"] == "Pending":
+            return self._error(
+                400,
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+            )
+        follow = request.query.get("follow", "").lower() in ("true", "1")
+        stamps = request.query.get("timestamps", "").lower() in ("true", "1")
+        since = request.query.get("sinceSeconds")
+        cutoff = time.time_ns() - int(since) * 1_000_000_000 if since else 0
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        reader = _LogReader(name)
+        self._log_readers.add(reader)
+        sent = 0
+        try:
+            while True:
+                reader.wake.clear()
+                lines = self.logs.get(name, [])
+                for nanos, message in lines[sent:]:
+                    sent += 1
+                    if nanos < cutoff:
+                        continue
+                    prefix = f"{rfc3339nano(nanos)} " if stamps else ""
+                    await response.write(f"{prefix}{message}\n".encode())
+                current = self.get("pods", name)
+                finished = current is None or current["status"]["phase"] in ("Succeeded", "Failed")
+                if not follow or finished:
+                    break
+                await reader.wake.wait()
+                if reader.dropped:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+        except (ConnectionError, RuntimeError):
+            return response
+        finally:
+            self._log_readers.discard(reader)
+            await asyncio.shield(self._stream_ended())
+        await _close(response)
+        return response

@@ -1,0 +1,134 @@
+"""What Job conditions, pod labels and phases mean; log timestamps and the list+watch loop."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from nextflow_k8s_service.kubernetes.api import KubeApi
+from nextflow_k8s_service.kubernetes.logs import from_nanos, parse_timestamp, split_line, to_nanos
+from nextflow_k8s_service.kubernetes.monitor import (
+    Backoff,
+    job_outcome,
+    pod_task,
+    pod_task_state,
+    watch_objects,
+)
+from nextflow_k8s_service.models import RunStatus, TaskState
+from tests.kubernetes.fake_api import FakeKubernetes
+
+
+def job(*conditions: tuple[str, str], deadline: int = 3600) -> dict[str, Any]:
+    return {
+        "spec": {"activeDeadlineSeconds": deadline},
+        "status": {
+            "conditions": [
+                {"type": kind, "status": "True", "reason": reason, "message": "m"}
+                for kind, reason in conditions
+            ]
+        },
+    }
+
+
+def test_job_outcomes() -> None:
+    assert job_outcome(job()) is None
+    assert job_outcome({"status": {}}) is None
+    assert job_outcome(job(("SuccessCriteriaMet", "CompletionsReached"))) == (
+        RunStatus.SUCCEEDED,
+        None,
+    )
+    assert job_outcome(job(("Complete", "CompletionsReached"))) == (RunStatus.SUCCEEDED, None)
+    assert job_outcome(job(("FailureTarget", "BackoffLimitExceeded"))) == (
+        RunStatus.FAILED,
+        "BackoffLimitExceeded: m",
+    )
+    assert job_outcome(job(("Failed", "DeadlineExceeded"), deadline=60)) == (
+        RunStatus.FAILED,
+        "run timed out: exceeded the limit of 60 s",
+    )
+    not_true = {"status": {"conditions": [{"type": "Complete", "status": "False"}]}}
+    assert job_outcome(not_true) is None
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (
+            {"nextflow.io/processName": "GENERATE", "nextflow.io/taskName": "GENERATE_3"},
+            ("GENERATE", 3),
+        ),
+        (
+            {"nextflow.io/processName": "ANALYZE", "nextflow.io/taskName": "ANALYZE_12"},
+            ("ANALYZE", 12),
+        ),
+        ({"nextflow.io/processName": "REPORT", "nextflow.io/taskName": "REPORT"}, ("REPORT", None)),
+        (
+            {"nextflow.io/processName": "GENERATE", "nextflow.io/taskName": "GENERATE__3_"},
+            ("GENERATE", 3),
+        ),
+        ({"app": "other"}, None),
+    ],
+)
+def test_pod_task_from_nextflow_labels(labels: dict[str, str], expected: Any) -> None:
+    assert pod_task({"metadata": {"labels": labels}}) == expected
+
+
+def test_pod_task_states() -> None:
+    def pod(phase: str) -> dict[str, Any]:
+        return {"status": {"phase": phase}}
+
+    assert pod_task_state(pod("Pending")) is TaskState.PENDING
+    assert pod_task_state(pod("Running")) is TaskState.RUNNING
+    assert pod_task_state(pod("Succeeded"), deleted=True) is TaskState.SUCCEEDED
+    assert pod_task_state(pod("Failed"), deleted=True) is TaskState.FAILED
+    assert pod_task_state(pod("Running"), deleted=True) is TaskState.FAILED
+    assert pod_task_state(pod("Running"), deleted=True, missed=True) is TaskState.SUCCEEDED
+
+
+def test_log_timestamps_are_exact_nanoseconds() -> None:
+    base = parse_timestamp("2026-11-22T18:00:00Z")
+    assert base is not None
+    assert parse_timestamp("2026-11-22T18:00:00.5Z") == base + 500_000_000
+    assert parse_timestamp("2026-11-22T18:00:00.000000001Z") == base + 1
+    assert parse_timestamp("2026-11-22T19:00:00.000000001+01:00") == base + 1
+    assert parse_timestamp("not a time") is None
+    assert split_line("2026-11-22T18:00:00.25Z hello  world") == (
+        base + 250_000_000,
+        "hello  world",
+    )
+    assert split_line("no timestamp here") == (None, "no timestamp here")
+    moment = datetime(2026, 11, 22, 18, 0, 0, 123456, tzinfo=UTC)
+    assert from_nanos(to_nanos(moment) + 999) == moment
+
+
+def test_backoff_is_capped_and_exponential() -> None:
+    backoff = Backoff(base=1.0, cap=8.0)
+    assert 0.8 <= backoff.delay(1) <= 1.0
+    assert 3.2 <= backoff.delay(3) <= 4.0
+    assert 6.4 <= backoff.delay(10) <= 8.0
+
+
+async def test_watch_lists_then_streams_the_selected_changes(
+    fake: FakeKubernetes, make_executor: Any
+) -> None:
+    executor = await make_executor()
+    api: KubeApi = executor._api
+    seen: list[tuple[str, str]] = []
+    stream = watch_objects(api, "pods", label_selector="app=x", timeout_seconds=1)
+    async with aclosing(stream):
+        fake.create("pods", {"metadata": {"name": "a", "labels": {"app": "x"}}, "status": {}})
+        fake.create("pods", {"metadata": {"name": "other"}, "status": {}})
+        async for event in stream:
+            seen.append((event.type, event.obj.get("metadata", {}).get("name", "")))
+            if len(seen) == 2:
+                list_calls = fake.calls.count(("list", "", "pods"))
+                watch_calls = fake.calls.count(("watch", "", "pods"))
+                fake.delete("pods", "a")
+            if len(seen) == 3:
+                break
+    assert seen == [("ADDED", "a"), ("SYNCED", ""), ("DELETED", "a")]
+    assert fake.calls.count(("list", "", "pods")) == list_calls == 1
+    assert fake.calls.count(("watch", "", "pods")) >= watch_calls

@@ -1,0 +1,41 @@
+"""The calls the executor makes are exactly what `SERVICE_PERMISSIONS` grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nextflow_k8s_service.executors.base import RunSpec, StatusChanged
+from nextflow_k8s_service.kubernetes.permissions import SERVICE_PERMISSIONS
+from tests.kubernetes.fake_api import FakeKubernetes
+
+RUN = "r0123456789a"
+
+
+def as_triples(permissions: Any) -> set[tuple[str, str, str]]:
+    return {
+        (verb, group, resource)
+        for (group, resource), verbs in permissions.items()
+        for verb in verbs
+    }
+
+
+async def test_every_granted_permission_is_used_and_nothing_else(
+    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+) -> None:
+    spec = RunSpec(RUN, 1, 10, 0, 0)
+    executor = await make_executor()
+    assert (await executor.check()).ok
+    await executor.start(spec)
+    await executor.close()  # a restart: the next instance adopts the run
+    executor = await make_executor()
+    assert await executor.adopt(spec)
+    log = event_logs(executor.events(RUN))
+    controller = fake.controller_pod(RUN)
+    fake.set_pod_phase(controller, "Running")
+    fake.append_log(controller, "hello")
+    await log.until(lambda events: any(getattr(e, "message", "") == "hello" for e in events))
+    assert await executor.orphan_jobs({RUN}) == []
+    await executor.cancel(RUN)
+    events = await log.finished()
+    assert isinstance(events[-1], StatusChanged)
+    assert set(fake.calls) == as_triples(SERVICE_PERMISSIONS)
