@@ -199,7 +199,7 @@ def test_nextflow_config_is_the_expected_text(settings: Settings, spec: RunSpec)
         "    executor = 'k8s'\n"
         "    container = 'python:3.12-slim'\n"
         "    cpus = 1\n"
-        "    memory = '4 GB'\n"
+        "    memory = '3814 MB'\n"
         "}\n"
         "\n"
         "k8s {\n"

@@ -1,0 +1,426 @@
+"""The local executor: the demo's scatter-gather as asyncio subprocesses, no cluster needed.
+
+It runs the very same `workflows/bin` scripts Nextflow runs in task pods (`sys.executable
+script ...`), in `<work_root>/<run_id>/<task>/`, with the same dependencies as demo.nf:
+GENERATE (i) all in parallel, ANALYZE (i) as soon as GENERATE (i) is done, REPORT after every
+ANALYZE; `report.json` is then published (atomically) to `<results_root>/<run_id>/`.
+
+Each run is driven by one named asyncio task owned by the executor. Every subprocess runs in
+its own session (process group), so cancelling a run, a failing step or `close()` can signal
+the whole group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
+Tasks killed while running are reported `failed`; tasks that never started stay `pending`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from nextflow_k8s_service.config import Settings
+from nextflow_k8s_service.errors import ExecutorOperationError, ExecutorStartError
+from nextflow_k8s_service.executors.base import (
+    ExecutorEvent,
+    LogEmitted,
+    RunSpec,
+    StatusChanged,
+    TaskChanged,
+    task_source,
+)
+from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState
+
+logger = logging.getLogger(__name__)
+
+CONTROLLER = "controller"
+SCRIPTS = {"GENERATE": "generate.py", "ANALYZE": "analyze.py", "REPORT": "report.py"}
+KILL_GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL of a task's process group
+LINE_LIMIT = 8192  # bytes of one output line kept; the rest of a longer line is dropped
+STDERR_TAIL_LINES = 5  # stderr lines of a failed step quoted in the run's message
+CLOSE_SLACK_SECONDS = 5.0  # close() waits the kill grace plus this for the drivers to end
+
+
+class _StepFailed(Exception):
+    """A step exited non-zero or could not be started; the message explains it."""
+
+
+class _Run:
+    """The state of one run: its event queue, its driver task and its live subprocesses."""
+
+    def __init__(self, spec: RunSpec, work_dir: Path) -> None:
+        self.spec = spec
+        self.work_dir = work_dir
+        self.queue: asyncio.Queue[ExecutorEvent] = asyncio.Queue()
+        self.procs: set[asyncio.subprocess.Process] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_reason: str | None = None
+        self.running = False
+        self.finished = False
+
+    def emit(self, event: ExecutorEvent) -> None:
+        if not self.finished:
+            self.queue.put_nowait(event)
+
+    def log(self, message: str) -> None:
+        self.emit(LogEmitted(source=CONTROLLER, message=message))
+
+    def task_state(self, process: str, index: int | None, state: TaskState) -> None:
+        if state is TaskState.RUNNING and not self.running:
+            self.running = True
+            self.emit(StatusChanged(RunStatus.RUNNING))
+        self.emit(TaskChanged(process=process, index=index, state=state))
+
+    def finish(self, status: RunStatus, message: str | None) -> None:
+        """Emit the terminal status; later calls (and any later event) are ignored."""
+        if not self.finished:
+            self.emit(StatusChanged(status, message))
+            self.finished = True
+
+
+class LocalExecutor:
+    """Runs the demo as local subprocesses (`EXECUTOR=local`).
+
+    The executor owns one driver task per run (`local-run-<run_id>`); `close()` cancels and
+    awaits all of them, which kills every subprocess they started.
+    """
+
+    name = "local"
+    runs_outlive_service = False
+
+    def __init__(self, *, settings: Settings) -> None:
+        self._settings = settings
+        self._bin_dir = settings.workflow_dir / "bin"
+        self._runs: dict[str, _Run] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, spec: RunSpec) -> None:
+        """Submit the run; raises `ExecutorStartError` if it cannot even be set up."""
+        if spec.run_id in self._runs:
+            raise ExecutorStartError(f"run {spec.run_id} was already started")
+        if spec.batch_count < 1:
+            raise ExecutorStartError(f"batch count must be 1 or more, got {spec.batch_count}")
+        missing = self._missing_scripts()
+        if missing:
+            raise ExecutorStartError(f"workflow scripts not found: {', '.join(missing)}")
+        work_dir = self._settings.work_root / spec.run_id
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExecutorStartError(f"cannot create work directory {work_dir}: {exc}") from exc
+        run = _Run(spec, work_dir)
+        run.emit(StatusChanged(RunStatus.STARTING))
+        task = asyncio.create_task(self._drive(run), name=f"local-run-{spec.run_id}")
+        run.task = task
+        self._runs[spec.run_id] = run
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._driver_done(run, done))
+
+    async def events(self, run_id: str) -> AsyncIterator[ExecutorEvent]:
+        """Yield the run's events, buffered since `start`, up to and including the terminal one.
+
+        Raises `ExecutorOperationError` for a run this executor does not know (or whose
+        terminal event was already consumed).
+        """
+        run = self._runs.get(run_id)
+        if run is None:
+            raise ExecutorOperationError(f"unknown run {run_id}")
+        while True:
+            event = await run.queue.get()
+            yield event
+            if isinstance(event, StatusChanged) and event.status.terminal:
+                if self._runs.get(run_id) is run:
+                    del self._runs[run_id]
+                return
+
+    async def cancel(self, run_id: str) -> None:
+        """Kill every subprocess of the run and end it `cancelled`; no-op if unknown/finished."""
+        run = self._runs.get(run_id)
+        if run is None or run.task is None:
+            return
+        self._request_cancel(run, "cancelled on request")
+        await asyncio.wait([run.task])
+
+    async def adopt(self, spec: RunSpec) -> bool:
+        """Local subprocesses die with the service process: there is never anything to adopt."""
+        return False
+
+    async def check(self) -> CheckResult:
+        missing = self._missing_scripts()
+        if missing:
+            return CheckResult(ok=False, detail=f"workflow scripts not found: {', '.join(missing)}")
+        return CheckResult(ok=True, detail=f"workflow scripts in {self._bin_dir}")
+
+    async def close(self) -> None:
+        """Cancel every run (killing its subprocesses) and await the driver tasks."""
+        for run in list(self._runs.values()):
+            self._request_cancel(run, "executor closed")
+        tasks = list(self._tasks)
+        for task in tasks:
+            # A task already being cancelled is cleaning up; cancelling again would cut that short.
+            if not task.cancelling():
+                task.cancel()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=KILL_GRACE_SECONDS + CLOSE_SLACK_SECONDS)
+        for task in pending:
+            logger.error("local executor: %s did not stop in time", task.get_name())
+
+    # --- the run --------------------------------------------------------------------------
+
+    def _missing_scripts(self) -> list[str]:
+        try:
+            return [
+                str(self._bin_dir / name)
+                for name in SCRIPTS.values()
+                if not (self._bin_dir / name).is_file()
+            ]
+        except OSError:
+            return [str(self._bin_dir)]
+
+    def _request_cancel(self, run: _Run, reason: str) -> None:
+        # Cancel the driver only once: a second cancel() would interrupt its cleanup.
+        if run.cancel_reason is None and run.task is not None and not run.task.done():
+            run.cancel_reason = reason
+            run.task.cancel()
+
+    def _driver_done(self, run: _Run, task: asyncio.Task[None]) -> None:
+        """Guarantee exactly one terminal event, whatever ended the driver."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            run.finish(RunStatus.CANCELLED, run.cancel_reason or "cancelled")
+        elif (exc := task.exception()) is not None:
+            logger.error("local run %s crashed", run.spec.run_id, exc_info=exc)
+            run.finish(RunStatus.FAILED, f"internal error of the local executor: {exc!r}")
+
+    async def _drive(self, run: _Run) -> None:
+        spec = run.spec
+        for index in range(1, spec.batch_count + 1):
+            run.task_state("GENERATE", index, TaskState.PENDING)
+            run.task_state("ANALYZE", index, TaskState.PENDING)
+        run.task_state("REPORT", None, TaskState.PENDING)
+        run.log(
+            f"launching run {spec.run_id} with {spec.batch_count} batches "
+            f"of {spec.rows_per_batch} rows"
+        )
+        timeout = self._settings.run_timeout_seconds
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._pipeline(run)
+            finally:
+                await self._kill_all(run)
+        except asyncio.CancelledError:
+            run.log(f"run {run.cancel_reason or 'cancelled'}; its tasks were stopped")
+            run.finish(RunStatus.CANCELLED, run.cancel_reason or "cancelled")
+            raise
+        except TimeoutError:
+            message = f"run exceeded its time limit of {timeout} seconds (RUN_TIMEOUT_SECONDS)"
+            run.log(message)
+            run.finish(RunStatus.FAILED, message)
+        except _StepFailed as exc:
+            run.log(f"run failed: {exc}")
+            run.finish(RunStatus.FAILED, str(exc))
+        else:
+            run.finish(RunStatus.SUCCEEDED, None)
+
+    async def _pipeline(self, run: _Run) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                batches = [
+                    group.create_task(self._batch(run, index), name=f"local-batch-{index}")
+                    for index in range(1, run.spec.batch_count + 1)
+                ]
+        except ExceptionGroup as failures:
+            # A failed step cancels its siblings (their subprocesses are killed) and ends here.
+            matched, rest = failures.split(_StepFailed)
+            if rest is not None or matched is None:
+                raise
+            raise matched.exceptions[0] from None
+        stats = [str(batch.result()) for batch in batches]
+        report_args = [*_cli(run_id=run.spec.run_id, out="report.json"), *stats]
+        report_dir = await self._step(run, "REPORT", None, report_args)
+        run.log("all tasks finished")
+        target = self._settings.results_root / run.spec.run_id / "report.json"
+        try:
+            await asyncio.to_thread(_publish, report_dir / "report.json", target)
+        except OSError as exc:
+            raise _StepFailed(f"cannot publish report.json to {target}: {exc}") from exc
+        run.log(f"published {target}")
+
+    async def _batch(self, run: _Run, index: int) -> Path:
+        """GENERATE (index), then ANALYZE (index); returns the path of the batch's stats."""
+        spec = run.spec
+        csv_name, stats_name = f"batch_{index}.csv", f"stats_{index}.json"
+        generate_args = _cli(
+            run_id=spec.run_id,
+            batch=index,
+            rows=spec.rows_per_batch,
+            seconds=spec.generate_seconds,
+            out=csv_name,
+        )
+        generate_dir = await self._step(run, "GENERATE", index, generate_args)
+        analyze_args = _cli(
+            batch=index,
+            input=generate_dir / csv_name,
+            seconds=spec.analyze_seconds,
+            out=stats_name,
+        )
+        analyze_dir = await self._step(run, "ANALYZE", index, analyze_args)
+        return analyze_dir / stats_name
+
+    async def _step(self, run: _Run, process: str, index: int | None, args: list[str]) -> Path:
+        """Run one task to completion in its own directory (returned); `_StepFailed` if not 0."""
+        source = task_source(process, index)
+        cwd = run.work_dir / (process.lower() if index is None else f"{process.lower()}_{index}")
+        script = self._bin_dir / SCRIPTS[process]
+        try:
+            cwd.mkdir(exist_ok=True)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(script),
+                *args,
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=LINE_LIMIT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        except OSError as exc:
+            run.task_state(process, index, TaskState.FAILED)
+            raise _StepFailed(f"{source} could not be started: {exc}") from exc
+        run.procs.add(proc)
+        run.task_state(process, index, TaskState.RUNNING)
+        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        try:
+            # Both are pipes (PIPE above); the asserts only narrow the types.
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            await asyncio.gather(
+                _pump(run, source, proc.stdout, None), _pump(run, source, proc.stderr, tail)
+            )
+            code = await proc.wait()
+        except BaseException:
+            await _terminate(proc)
+            run.task_state(process, index, TaskState.FAILED)
+            raise
+        finally:
+            if proc.returncode is not None:
+                run.procs.discard(proc)
+        if code != 0:
+            run.task_state(process, index, TaskState.FAILED)
+            detail = " | ".join(tail) if tail else "no output on stderr"
+            raise _StepFailed(f"{source} failed with exit code {code}: {detail}")
+        run.task_state(process, index, TaskState.SUCCEEDED)
+        return cwd
+
+    async def _kill_all(self, run: _Run) -> None:
+        """Safety net: no subprocess of the run outlives its driver."""
+        for proc in list(run.procs):
+            await _terminate(proc)
+            run.procs.discard(proc)
+
+
+def _cli(**options: object) -> list[str]:
+    """Command-line options of a step script: `run_id=x` becomes `--run-id x`."""
+    return [
+        part
+        for key, value in options.items()
+        for part in (f"--{key.replace('_', '-')}", str(value))
+    ]
+
+
+async def _pump(
+    run: _Run,
+    source: str,
+    stream: asyncio.StreamReader,
+    tail: collections.deque[str] | None,
+) -> None:
+    async for line in _lines(stream):
+        run.emit(LogEmitted(source=source, message=line))
+        if tail is not None:
+            tail.append(line)
+
+
+async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
+    """Decoded lines of `stream` until EOF; a line longer than LINE_LIMIT is cut and marked."""
+    while True:
+        try:
+            raw = await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # EOF: the last line has no newline
+            if exc.partial:
+                yield _decode(exc.partial)
+            return
+        except asyncio.LimitOverrunError:
+            head = await stream.read(LINE_LIMIT)
+            await _skip_line(stream)
+            yield _decode(head) + " [line truncated]"
+            continue
+        yield _decode(raw)
+
+
+async def _skip_line(stream: asyncio.StreamReader) -> None:
+    """Discard the rest of an over-long line, up to and including its newline (or EOF)."""
+    while True:
+        try:
+            await stream.readuntil(b"\n")
+            return
+        except asyncio.IncompleteReadError:
+            return
+        except asyncio.LimitOverrunError:
+            await stream.read(LINE_LIMIT)
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _signal_group(proc: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+    # The task is its session's leader, so its pid is the process group id. Right after the
+    # spawn the child may not have called setsid() yet: then signal it directly.
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+    except PermissionError:
+        logger.warning("cannot signal process group %d", proc.pid)
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the task's process group, SIGKILL it after the grace period; reap the task."""
+    if proc.returncode is not None:
+        return
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        try:
+            await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
+        except TimeoutError:
+            _signal_group(proc, signal.SIGKILL)
+            await proc.wait()
+    except asyncio.CancelledError:
+        # Cancelled again while cleaning up: do not leave the group running.
+        _signal_group(proc, signal.SIGKILL)
+        raise
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Copy `source` to `target` atomically (temporary file in the same directory + rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = source.read_bytes()
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
