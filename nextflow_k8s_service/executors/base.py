@@ -78,7 +78,10 @@ class Executor(Protocol):
     - `cancel` asks the run to stop; `events` then ends with `StatusChanged(CANCELLED)`.
       It is idempotent and safe for a run that has already finished.
     - `adopt` re-attaches to a run started by an earlier process (after a restart); it returns
-      False when the run no longer exists, and then `events` must not be called.
+      False when the run no longer exists, and then `events` must not be called. Log lines
+      at or before `logs_since` (the last one already shown) are not emitted again.
+    - `orphan_jobs` names runs of this service still running in the backend that no run id in
+      `claimed` owns (for readiness); it may raise `ExecutorUnavailableError`.
     - `check` reports whether the backend is reachable (readiness), never raises.
     - `close` releases everything (all runs stop being followed; local runs are killed).
     """
@@ -94,8 +97,10 @@ class Executor(Protocol):
 
     async def cancel(self, run_id: str) -> None: ...
 
-    async def adopt(self, spec: RunSpec) -> bool: ...
+    async def adopt(self, spec: RunSpec, *, logs_since: datetime | None = None) -> bool: ...
 
     async def check(self) -> CheckResult: ...
+
+    async def orphan_jobs(self, claimed: set[str]) -> list[str]: ...
 
     async def close(self) -> None: ...

@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 from nextflow_k8s_service.config import Settings
@@ -146,9 +147,13 @@ class LocalExecutor:
         self._request_cancel(run, "cancelled on request")
         await asyncio.wait([run.task])
 
-    async def adopt(self, spec: RunSpec) -> bool:
+    async def adopt(self, spec: RunSpec, *, logs_since: datetime | None = None) -> bool:
         """Local subprocesses die with the service process: there is never anything to adopt."""
         return False
+
+    async def orphan_jobs(self, claimed: set[str]) -> list[str]:
+        """Runs of this process are always claimed; none outlive it."""
+        return sorted(set(self._runs) - claimed)
 
     async def check(self) -> CheckResult:
         missing = self._missing_scripts()

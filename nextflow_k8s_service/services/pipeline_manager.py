@@ -211,10 +211,24 @@ class PipelineManager:
         return report
 
     async def readiness(self) -> dict[str, CheckResult]:
-        """Checks for `/healthz`: the state store and the executor."""
-        store_check = await self._store.check()
-        executor_check = await self._executor.check()
-        return {"state_store": store_check, "executor": executor_check}
+        """Checks for `/healthz`: the state store and the executor, and (informational, never
+        failing) the executor's runs that no run of the store claims."""
+        checks = {
+            "state_store": await self._store.check(),
+            "executor": await self._executor.check(),
+        }
+        claimed = set(self._sessions)
+        with contextlib.suppress(StoreUnavailableError):
+            active = await self._store.get_active()
+            if active is not None:
+                claimed.add(active.run_id)
+        try:
+            orphans = await self._executor.orphan_jobs(claimed)
+            detail = f"unclaimed: {', '.join(orphans)}" if orphans else "none"
+        except ServiceError as exc:
+            detail = f"could not list: {exc}"
+        checks["unclaimed_runs"] = CheckResult(ok=True, detail=detail)
+        return checks
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -349,8 +363,11 @@ class PipelineManager:
         orphan = await self._store.claim_orphan()
         if orphan is None or orphan.run_id in self._sessions:
             return
+        shown = await self._store.recent_logs(orphan.run_id)
         try:
-            adopted = await self._executor.adopt(self._spec(orphan))
+            adopted = await self._executor.adopt(
+                self._spec(orphan), logs_since=shown[-1].timestamp if shown else None
+            )
         except ServiceError as exc:
             logger.warning("could not check run %s for adoption: %s", orphan.run_id, exc)
             return

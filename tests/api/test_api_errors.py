@@ -101,6 +101,7 @@ async def test_health_readiness_metrics_and_page(client: httpx.AsyncClient) -> N
     ready = await client.get("/healthz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["state_store"]["ok"] is True
+    assert ready.json()["checks"]["unclaimed_runs"] == {"ok": True, "detail": "none"}
     assert (await client.get("/api/v1/healthz")).status_code == 200
     metrics = (await client.get("/metrics")).text
     assert "nks_runs_started_total" in metrics and "nks_websocket_clients" in metrics

@@ -38,6 +38,11 @@ async def test_kubernetes_run_streams_status_progress_logs_and_one_complete(
     assert body["executor"] == "kubernetes"
     job = f"nextflow-{run_id}"
     assert fake.names("jobs") == [job]
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        ready = (await client.get("/healthz")).json()
+    assert ready["status"] == "ok"
+    assert ready["checks"]["executor"]["ok"] is True
+    assert ready["checks"]["unclaimed_runs"]["detail"] == "none"
 
     controller = fake.controller_pod(run_id)
     fake.set_pod_phase(controller, "Running")
