@@ -97,3 +97,25 @@ async def test_a_redis_restart_mid_run_is_survived(
         assert [f["type"] for f in watcher.frames].count("complete") == 1
         assert (await client.get(f"{API}/active")).json()["active"] is False
         assert (await client.post(f"{API}/run", json={"batch_count": 1})).status_code == 202
+
+
+async def test_rate_limits_are_shared_by_the_replicas(
+    make_settings: SettingsFactory, start_server: Any, redis_server: RedisServer
+) -> None:
+    settings = _replica_settings(
+        make_settings, redis_server, demo_generate_seconds=30, rate_limit_runs_per_minute=1
+    )
+    a: LiveServer = await start_server(settings)
+    b: LiveServer = await start_server(settings)
+    async with (
+        httpx.AsyncClient(base_url=a.http_url, timeout=30) as on_a,
+        httpx.AsyncClient(base_url=b.http_url, timeout=30) as on_b,
+    ):
+        first = await on_a.post(f"{API}/run", json={"batch_count": 1})
+        assert first.status_code == 202
+        limited = await on_b.post(f"{API}/run", json={"batch_count": 1})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        cancel = await on_b.delete(
+            f"{API}/cancel", headers={"X-Cancel-Token": first.json()["cancel_token"]}
+        )
+        assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
