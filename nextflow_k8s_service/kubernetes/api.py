@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, Literal
 
 import aiohttp
@@ -168,32 +169,21 @@ class KubeApi:
         timeout = aiohttp.ClientTimeout(
             sock_connect=self.request_timeout, sock_read=timeout_seconds + self.request_timeout
         )
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                response: Any = await method(
-                    namespace=self.namespace,
-                    watch=True,
-                    resource_version=resource_version,
-                    timeout_seconds=timeout_seconds,
-                    allow_watch_bookmarks=True,
-                    _preload_content=False,
-                    _request_timeout=timeout,
-                    **_selectors(label_selector, field_selector),
-                )
-        except ApiException as exc:
-            raise _status_error(what, exc.status or 0, exc.body) from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise ExecutorOperationError(f"{what}: Kubernetes API unreachable: {exc!r}") from exc
-        try:
-            if not 200 <= response.status < 300:
-                raise _status_error(what, response.status, await _read_quietly(response))
-            while True:
-                try:
-                    line = await response.content.readline()
-                except _TRANSPORT_ERRORS as exc:
-                    raise ExecutorOperationError(f"{what}: stream broken: {exc!r}") from exc
-                if not line:
-                    return
+        response = await self._open_stream(
+            what,
+            lambda: method(
+                namespace=self.namespace,
+                watch=True,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+                _request_timeout=timeout,
+                **_selectors(label_selector, field_selector),
+            ),
+        )
+        async with aclosing(_lines(what, response)) as lines:
+            async for line in lines:
                 if not line.strip():
                     continue
                 try:
@@ -207,8 +197,6 @@ class KubeApi:
                         status=int(status.get("code") or 0) or None,
                     )
                 yield event
-        finally:
-            response.close()
 
     async def pod_log(
         self,
@@ -229,36 +217,39 @@ class KubeApi:
         if since_seconds is not None:
             kwargs["since_seconds"] = since_seconds
         timeout = aiohttp.ClientTimeout(sock_connect=self.request_timeout, sock_read=read_timeout)
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                response: Any = await self._core.read_namespaced_pod_log(
-                    name=pod,
-                    namespace=self.namespace,
-                    _preload_content=False,
-                    _request_timeout=timeout,
-                    **kwargs,
-                )
-        except ApiException as exc:
-            raise _status_error(what, exc.status or 0, exc.body) from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise ExecutorOperationError(f"{what}: Kubernetes API unreachable: {exc!r}") from exc
-        try:
-            if not 200 <= response.status < 300:
-                raise _status_error(what, response.status, await _read_quietly(response))
-            while True:
-                try:
-                    line = await response.content.readline()
-                except _TRANSPORT_ERRORS as exc:
-                    raise ExecutorOperationError(f"{what}: stream broken: {exc!r}") from exc
-                if not line:
-                    return
+        response = await self._open_stream(
+            what,
+            lambda: self._core.read_namespaced_pod_log(
+                name=pod,
+                namespace=self.namespace,
+                _preload_content=False,
+                _request_timeout=timeout,
+                **kwargs,
+            ),
+        )
+        async with aclosing(_lines(what, response)) as lines:
+            async for line in lines:
                 if not line.endswith(b"\n"):
                     # A partial last line means the stream was cut mid-line: drop it, the
                     # resumed follow sends it again.
                     return
                 yield line.rstrip(b"\r\n").decode("utf-8", "replace")
-        finally:
-            response.close()
+
+    async def _open_stream(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Open a streaming response (watch, log follow); errors become the service's."""
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                response: Any = await call()
+        except ApiException as exc:
+            raise _status_error(what, exc.status or 0, exc.body) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise ExecutorOperationError(f"{what}: Kubernetes API unreachable: {exc!r}") from exc
+        if not 200 <= response.status < 300:
+            try:
+                raise _status_error(what, response.status, await _read_quietly(response))
+            finally:
+                response.close()
+        return response
 
 
 def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, Any]:
@@ -268,6 +259,21 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> dict[s
     if field_selector:
         kwargs["field_selector"] = field_selector
     return kwargs
+
+
+async def _lines(what: str, response: Any) -> AsyncGenerator[bytes, None]:
+    """The raw lines of a streaming response until the server closes it; closes it after."""
+    try:
+        while True:
+            try:
+                line: bytes = await response.content.readline()
+            except _TRANSPORT_ERRORS as exc:
+                raise ExecutorOperationError(f"{what}: stream broken: {exc!r}") from exc
+            if not line:
+                return
+            yield line
+    finally:
+        response.close()
 
 
 async def _read_quietly(response: Any) -> bytes:
