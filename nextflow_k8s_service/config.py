@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     websocket_queue_frames: int = Field(
         256, ge=8, le=100_000, description="Frames a slow client may fall behind before 1013."
     )
+    websocket_queue_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of frames a slow client may have queued before 1013 (bytes).",
+    )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["*"],
         description="CORS and WebSocket Origin allow-list (comma-separated or JSON list).",

@@ -101,6 +101,7 @@ def create_app(
             broadcaster = Broadcaster(
                 max_clients=settings.max_websocket_clients,
                 queue_frames=settings.websocket_queue_frames,
+                queue_bytes=settings.websocket_queue_bytes,
                 metrics=metrics,
             )
             manager = PipelineManager(

@@ -36,6 +36,9 @@ def server_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
         "ws_max_size": WS_MAX_MESSAGE_BYTES,
+        # Compression is per connection: with it on, every frame is deflated once per client,
+        # which makes fan-out CPU-bound (see benchmarks/RESULTS.md). Log frames are small.
+        "ws_per_message_deflate": False,
         "log_level": settings.log_level.lower(),
         "timeout_graceful_shutdown": 15,
     }

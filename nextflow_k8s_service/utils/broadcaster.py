@@ -56,10 +56,15 @@ class TooManyClientsError(Exception):
 class Subscription:
     """One client's queue. The writer awaits `next_text()`; the broadcaster feeds it with
     `offer()` and never waits. `closing` is set once the client must be closed, with
-    `close_reason` saying how, so a writer blocked on a stalled socket can be interrupted."""
+    `close_reason` saying how, so a writer blocked on a stalled socket can be interrupted.
 
-    def __init__(self, maxsize: int) -> None:
+    The queue is bounded twice: in frames (`maxsize`) and in bytes (`max_bytes`), so what a
+    client that stops reading can pin does not depend on how large frames are."""
+
+    def __init__(self, maxsize: int, max_bytes: int = 4 * 1024 * 1024) -> None:
         self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=maxsize)
+        self._max_bytes = max_bytes
+        self.queued_bytes = 0
         self.closing = asyncio.Event()
         self.close_reason: tuple[int, str] | None = None
         self._seq = 0
@@ -73,11 +78,17 @@ class Subscription:
         closes it with 1013)."""
         if self.closed:
             return False
+        size = len(frame.body)
+        # The first frame always fits, however large: a lone snapshot is never refused.
+        if self.queued_bytes and self.queued_bytes + size > self._max_bytes:
+            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
+            return False
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
             return False
+        self.queued_bytes += size
         return True
 
     def close(self, code: int, reason: str) -> None:
@@ -87,6 +98,7 @@ class Subscription:
         self.close_reason = (code, reason)
         while not self._queue.empty():
             self._queue.get_nowait()
+        self.queued_bytes = 0
         self._queue.put_nowait(None)
         self.closing.set()
 
@@ -95,6 +107,7 @@ class Subscription:
         frame = await self._queue.get()
         if frame is None:
             return None
+        self.queued_bytes = max(0, self.queued_bytes - len(frame.body))
         self._seq += 1
         return frame.encode(self._seq)
 
@@ -106,9 +119,12 @@ class Subscription:
 class Broadcaster:
     """Fans frames out to at most `max_clients` subscriptions on this replica."""
 
-    def __init__(self, *, max_clients: int, queue_frames: int, metrics: Metrics) -> None:
+    def __init__(
+        self, *, max_clients: int, queue_frames: int, metrics: Metrics, queue_bytes: int = 4 << 20
+    ) -> None:
         self._max_clients = max_clients
         self._queue_frames = queue_frames
+        self._queue_bytes = queue_bytes
         self._metrics = metrics
         self._subscriptions: set[Subscription] = set()
         self._closing: tuple[int, str] | None = None
@@ -126,7 +142,7 @@ class Broadcaster:
         if len(self._subscriptions) >= self._max_clients:
             self._metrics.websocket_rejected.labels("too_many_clients").inc()
             raise TooManyClientsError
-        subscription = Subscription(self._queue_frames)
+        subscription = Subscription(self._queue_frames, self._queue_bytes)
         subscription.offer(snapshot())
         if self._closing is not None:
             subscription.close(*self._closing)

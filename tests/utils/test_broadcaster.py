@@ -68,3 +68,22 @@ async def test_close_all_closes_present_and_future_clients() -> None:
         async with broadcaster.subscribe(_snapshot) as late:
             assert late.close_reason == (1001, "server shutting down")
     await broadcaster.wait_for_clients(lambda count: count == 0)
+
+
+async def test_a_client_is_also_bounded_in_bytes() -> None:
+    broadcaster = Broadcaster(
+        max_clients=5, queue_frames=1000, queue_bytes=10_000, metrics=Metrics()
+    )
+    big = Frame.build("log", None, utcnow(), {"blob": "x" * 4000})
+    async with broadcaster.subscribe(_snapshot) as slow:
+        broadcaster.publish(big)
+        broadcaster.publish(big)
+        assert not slow.closed and slow.queued_bytes > 8000
+        broadcaster.publish(big)
+        assert slow.close_reason == (1013, "client too slow")
+        assert slow.queued_bytes == 0
+    async with broadcaster.subscribe(_snapshot) as reader:
+        for _ in range(10):
+            broadcaster.publish(big)
+            assert await reader.next_text() is not None
+        assert not reader.closed
