@@ -131,6 +131,11 @@ class PipelineManager:
         `StoreUnavailableError`, `ExecutorStartError`, `ExecutorUnavailableError`."""
         if self.draining:
             raise ShuttingDownError("the service is shutting down; try again shortly")
+        # Fast path for the common case of a crowd attaching to the run in progress; the
+        # atomic `acquire` below still decides when runs race to start.
+        active = await self._store.get_active()
+        if active is not None:
+            return StartOutcome(run=active, attached=True, cancel_token=None)
         token = secrets.token_urlsafe(24)
         candidate = RunRecord(
             run_id=new_run_id(),

@@ -1,0 +1,144 @@
+"""`uv run python -m benchmarks [--smoke] [--only N ...] [--output-dir DIR]`.
+
+Runs the figures in order (1 fan-out, 2 slow client, 3 run overhead, 4 API, 5 Kubernetes API
+cost, 6 idle memory) and writes `results.json` and `RESULTS.md` to the output directory
+(default: this package's directory). A figure that fails is recorded as not measured, with the
+error, and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.api_load import figure_api
+from benchmarks.fanout import figure_fanout, figure_idle_memory, figure_slow_client
+from benchmarks.k8s_cost import figure_k8s_cost
+from benchmarks.report import machine, render
+from benchmarks.run_overhead import figure_run_overhead
+from benchmarks.sizes import FULL, SMOKE, Sizes
+
+HERE = Path(__file__).resolve().parent
+
+FIGURES: dict[str, tuple[str, Callable[[Sizes], Awaitable[dict[str, Any]]]]] = {
+    "1": ("fanout", figure_fanout),
+    "2": ("slow_client", figure_slow_client),
+    "3": ("run_overhead", figure_run_overhead),
+    "4": ("api", figure_api),
+    "5": ("k8s_cost", figure_k8s_cost),
+    "6": ("idle_memory", figure_idle_memory),
+}
+
+#: The figures' headline numbers: each must be a finite number in a successful run.
+HEADLINES: dict[str, tuple[str, ...]] = {
+    "fanout": (
+        "ours_delivered_per_second",
+        "baseline_delivered_per_second",
+        "throughput_ratio",
+        "ours_saturated_p99_ms",
+        "goal_ours_p99",
+        "goal_baseline_p99",
+        "half_ours_p99",
+        "half_baseline_p99",
+    ),
+    "slow_client": (
+        "healthy_p99_without_ms",
+        "healthy_p99_with_ms",
+        "p99_ratio",
+        "pinned_mb",
+        "queued_with_mb",
+    ),
+    "run_overhead": ("ours_seconds", "direct_seconds", "overhead_seconds"),
+    "api": (
+        "health_per_second",
+        "status_per_second",
+        "attach_per_second",
+        "status_rate_ratio",
+        "attach_rate_ratio",
+        "status_p99_ms",
+        "attach_p99_ms",
+    ),
+    "k8s_cost": ("short_requests", "long_requests", "requests_ratio"),
+    "idle_memory": ("rss_none_mb", "rss_clients_mb", "per_client_kb"),
+}
+
+
+def _finite(result: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """The headline keys that are missing or not finite numbers."""
+    bad = []
+    for key in keys:
+        value = result.get(key)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            bad.append(key)
+    return bad
+
+
+async def run(sizes: Sizes, only: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"mode": "smoke" if sizes is SMOKE else "full"}
+    results["machine_before"] = machine()
+    results["figures"] = {}
+    started = time.monotonic()
+    for number, (name, figure) in FIGURES.items():
+        if only and number not in only:
+            continue
+        print(f"figure {number} ({name}) ...", flush=True)
+        figure_started = time.monotonic()
+        try:
+            result = await figure(sizes)
+            bad = _finite(result, HEADLINES[name])
+            result["measured"] = not bad
+            if bad:
+                result["not_measured_reason"] = f"no finite value for {', '.join(bad)}"
+        except Exception as exc:
+            traceback.print_exc()
+            result = {"measured": False, "not_measured_reason": f"{type(exc).__name__}: {exc}"}
+        result["seconds"] = time.monotonic() - figure_started
+        results["figures"][name] = result
+        print(f"figure {number} ({name}) done in {result['seconds']:.1f}s", flush=True)
+    results["total_seconds"] = time.monotonic() - started
+    results["machine_after"] = machine()
+    return results
+
+
+def _no_nan(value: Any) -> Any:
+    """NaN is not JSON: write null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(item) for item in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness")
+    parser.add_argument("--only", nargs="*", default=[], choices=sorted(FIGURES))
+    parser.add_argument("--output-dir", type=Path, default=HERE)
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite RESULTS.md from results.json"
+    )
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    if args.render_only:
+        saved = json.loads((args.output_dir / "results.json").read_text())
+        (args.output_dir / "RESULTS.md").write_text(render(saved, sizes))
+        return
+    results = asyncio.run(run(sizes, args.only))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    clean = _no_nan(results)
+    (args.output_dir / "results.json").write_text(json.dumps(clean, indent=1) + "\n")
+    (args.output_dir / "RESULTS.md").write_text(render(results, sizes))
+    print(f"wrote {args.output_dir / 'RESULTS.md'} and results.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""A server process for the fan-out figures, driven over stdin/stdout (one JSON object a line).
+
+    python -m benchmarks.serve ours --workspace DIR      # create_app(settings) under uvicorn
+    python -m benchmarks.serve baseline                  # bare websockets + websockets.broadcast
+
+Both print `{"port": P}` once listening, then answer commands read from stdin:
+
+- `{"cmd": "publish", "count": N, "rate": R or null, "payload": "text"|"noise", "window": W}`:
+  publish N log frames and then an end marker, each carrying its send time (`time.monotonic`,
+  system-wide on Linux, so the client process can compute delivery latency). With a `rate`,
+  frames follow a fixed schedule (no drift, no backpressure) and carry the time they were due,
+  so a server whose loop falls behind is charged for it (no coordinated omission).
+  Without one, frames go out as fast as the server accepts them: the publisher waits while the
+  slowest client is `window` frames behind, since the service's broadcaster never waits and
+  would otherwise close every client with 1013. Answers with what happened.
+- `{"cmd": "quit"}` (or end of input): shut down.
+
+Frames are injected in the server's own event loop through `Broadcaster.publish` (our server)
+or `websockets.broadcast` (the baseline), so both pay the same per-publish JSON encoding and the
+figures measure the fan-out path, not an executor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.frames import END_INDEX, frame_data, line_pool
+
+HOST = "127.0.0.1"
+WS_MAX_MESSAGE_BYTES = 4096  # as the console script configures uvicorn
+PUBLISH_DEADLINE_SECONDS = 300.0
+# All benchmark clients share one address: per-client limits high enough never to refuse, so
+# the limiter still runs (and costs what it costs) but the figures measure the work.
+UNREFUSED_PER_MINUTE = 1_000_000_000
+RATE_LIMITS = {
+    "rate_limit_runs_per_minute": UNREFUSED_PER_MINUTE,
+    "rate_limit_cancels_per_minute": UNREFUSED_PER_MINUTE,
+    "rate_limit_stream_connects_per_minute": UNREFUSED_PER_MINUTE,
+}
+
+
+class Target:
+    """What the publisher drives: send one frame, and tell how far behind clients are."""
+
+    def send(self, index: int, lines: list[list[dict[str, str]]], sent: float) -> None:
+        raise NotImplementedError
+
+    def backlog(self) -> float:
+        """Frames the slowest client is behind."""
+        raise NotImplementedError
+
+    def dropped(self) -> int:
+        """Clients closed for lagging since the last `reset`."""
+        return 0
+
+    def frame_bytes(self) -> int:
+        """Size of the last frame sent (characters of its JSON)."""
+        return 0
+
+    def reset(self) -> None:
+        pass
+
+
+async def publish(target: Target, command: dict[str, Any]) -> dict[str, Any]:
+    count = int(command["count"])
+    rate = command.get("rate")
+    window = int(command.get("window", 64))
+    pool = line_pool(command.get("payload", "text"))
+    target.reset()
+    started = time.monotonic()
+    deadline = started + PUBLISH_DEADLINE_SECONDS
+    waits = 0
+    peak_backlog = peak_bytes = 0.0
+    aborted = False
+    for index in range(count):
+        if rate:
+            # Latency counts from when the frame was due, not from when the loop got round
+            # to it: a server that falls behind must not slow its own load down unnoticed.
+            sent = started + index / rate
+            delay = sent - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        else:
+            while target.backlog() >= window and time.monotonic() < deadline:
+                waits += 1
+                await asyncio.sleep(0.0005)
+        if time.monotonic() >= deadline:
+            aborted = True
+            break
+        if not rate:
+            sent = time.monotonic()
+        target.send(index, pool, sent)
+        backlog = target.backlog()
+        if backlog > peak_backlog:
+            peak_backlog, peak_bytes = backlog, backlog * target.frame_bytes()
+        # Let the writers run between publishes, as a real producer's awaits would.
+        await asyncio.sleep(0)
+    elapsed = time.monotonic() - started
+    target.send(END_INDEX, pool, time.monotonic())
+    return {
+        "published": count,
+        "seconds": elapsed,
+        "offered_rate": count / elapsed if elapsed else 0.0,
+        "backpressure_waits": waits,
+        "dropped_clients": target.dropped(),
+        # The most frames any one client had queued (ours) or buffered (baseline), and their
+        # approximate size: what a lagging client held in the server's memory at its worst.
+        "peak_backlog_frames": peak_backlog,
+        "peak_backlog_bytes": peak_bytes,
+        "aborted": aborted,
+    }
+
+
+# --- our service ---------------------------------------------------------------------------
+
+
+class OursTarget(Target):
+    def __init__(self, app: Any) -> None:
+        from nextflow_k8s_service.models import utcnow
+        from nextflow_k8s_service.utils.broadcaster import CLOSE_TRY_AGAIN_LATER, Frame
+
+        self._app = app
+        self._frame = Frame
+        self._utcnow = utcnow
+        self._too_slow = CLOSE_TRY_AGAIN_LATER
+        self._watched: list[Any] = []
+        self._frame_bytes = 0
+
+    def frame_bytes(self) -> int:
+        return self._frame_bytes
+
+    @property
+    def _broadcaster(self) -> Any:
+        return self._app.state.services.broadcaster
+
+    def send(self, index: int, lines: list[list[dict[str, str]]], sent: float) -> None:
+        data = frame_data(lines, index, sent)
+        frame = self._frame.build("log", None, self._utcnow(), data)
+        self._frame_bytes = len(frame.body)
+        self._broadcaster.publish(frame)
+
+    def backlog(self) -> float:
+        # The broadcaster keeps its subscriptions private; the harness peeks, as tests do.
+        return max((s.pending for s in self._broadcaster._subscriptions), default=0)
+
+    def reset(self) -> None:
+        self._watched = list(self._broadcaster._subscriptions)
+
+    def dropped(self) -> int:
+        return sum(
+            1 for s in self._watched if s.close_reason and s.close_reason[0] == self._too_slow
+        )
+
+
+async def serve_ours(workspace: Path, queue_frames: int | None) -> None:
+    import uvicorn
+
+    from nextflow_k8s_service.config import load_settings
+    from nextflow_k8s_service.main import create_app
+    from nextflow_k8s_service.server import ServiceServer
+
+    overrides: dict[str, Any] = {
+        "workspace_dir": workspace,
+        "demo_generate_seconds": 0,
+        "demo_analyze_seconds": 0,
+        "log_level": "WARNING",
+        **RATE_LIMITS,
+    }
+    if queue_frames:
+        overrides["websocket_queue_frames"] = queue_frames
+    settings = load_settings(**overrides)
+    app = create_app(settings)
+    sock = _listen()
+    config = uvicorn.Config(
+        app, ws_max_size=WS_MAX_MESSAGE_BYTES, log_level="warning", timeout_graceful_shutdown=5
+    )
+    server = ServiceServer(config, app=app)
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
+    while not server.started:
+        if serving.done():
+            serving.result()
+            raise RuntimeError("uvicorn exited during start-up")
+        await asyncio.sleep(0.02)
+    try:
+        await _control(OursTarget(app), sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await serving
+
+
+# --- the baseline --------------------------------------------------------------------------
+
+
+class BaselineTarget(Target):
+    def __init__(self) -> None:
+        self.connections: set[Any] = set()
+        self._frame_bytes = 1
+
+    def send(self, index: int, lines: list[list[dict[str, str]]], sent: float) -> None:
+        from websockets.asyncio.server import broadcast
+
+        data = frame_data(lines, index, sent)
+        text = json.dumps(
+            {"seq": 0, "type": "log", "run_id": None, "timestamp": _now(), "data": data},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        self._frame_bytes = max(len(text), 1)
+        broadcast(self.connections, text)
+
+    def frame_bytes(self) -> int:
+        return self._frame_bytes
+
+    def backlog(self) -> float:
+        # No queue of its own: what sits in the transports' write buffers, in frames.
+        buffered = max(
+            (c.transport.get_write_buffer_size() for c in self.connections if c.transport),
+            default=0,
+        )
+        return buffered / self._frame_bytes
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat()
+
+
+async def serve_baseline() -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    target = BaselineTarget()
+
+    async def handler(connection: ServerConnection) -> None:
+        target.connections.add(connection)
+        try:
+            # A first frame, as our server's snapshot, so clients know they are subscribed.
+            await connection.send('{"seq":0,"type":"hello","run_id":null,"data":{}}')
+            await connection.wait_closed()
+        finally:
+            target.connections.discard(connection)
+
+    sock = _listen()
+    async with serve(handler, sock=sock, max_size=WS_MAX_MESSAGE_BYTES):
+        await _control(target, sock.getsockname()[1])
+
+
+# --- plumbing ------------------------------------------------------------------------------
+
+
+def _listen() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    return sock
+
+
+async def _control(target: Target, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    _reply({"port": port})
+    while line := await reader.readline():
+        command = json.loads(line)
+        if command["cmd"] == "quit":
+            return
+        if command["cmd"] == "publish":
+            _reply(await publish(target, command))
+        else:
+            _reply({"error": f"unknown command {command['cmd']!r}"})
+
+
+def _reply(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve")
+    parser.add_argument("kind", choices=("ours", "baseline"))
+    parser.add_argument("--workspace", type=Path, default=Path(".workspace-bench"))
+    parser.add_argument("--queue-frames", type=int, default=None)
+    args = parser.parse_args(argv)
+    runner: Callable[[], Any]
+    if args.kind == "ours":
+        runner = lambda: serve_ours(args.workspace, args.queue_frames)  # noqa: E731
+    else:
+        runner = serve_baseline
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runner())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The WebSocket client harness, run as its own process (one event loop for all clients).
+
+    python -m benchmarks.ws_clients URL --clients 100 [--stalled 1] [--idle] [--deadline S]
+
+Opens the healthy clients (websockets' client, per-message deflate offered as browsers do) and,
+with `--stalled`, clients that stop reading: a socket with a small fixed SO_RCVBUF (loopback
+would otherwise auto-tune it to tens of MB) and `max_queue=1`, so the library stops reading
+after one message and the server's sends back up, as on a slow link. Prints `READY` once every
+client has its first frame, then records, for each frame carrying a send time, the delivery
+latency, until every healthy client has seen the end marker (or its connection closed, or the
+deadline passed). With `--idle` it holds the connections until stdin closes instead. The last
+line printed is a JSON summary; the same client code serves our server and the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import resource
+import socket
+import sys
+import time
+from array import array
+from typing import Any
+from urllib.parse import urlparse
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from benchmarks.frames import END_INDEX
+from benchmarks.stats import percentile
+
+STAMP = re.compile(rb'"sent":([0-9.eE+-]+),"index":(-?\d+)')
+STALLED_RCVBUF = 32 * 1024
+CONNECT_TIMEOUT = 30.0
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.latencies = array("d")
+        self.frames = 0
+        self.first_recv = float("inf")
+        self.last_recv = 0.0
+        self.first_sent = float("inf")
+        self.finished = 0
+        self.close_codes: dict[str, int] = {}
+
+
+async def _healthy(connection: ClientConnection, tally: Tally, deadline: float) -> None:
+    try:
+        while True:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                message = await connection.recv(decode=False)
+            now = time.monotonic()
+            match = STAMP.search(message, 0, 300)
+            if match is None:
+                continue
+            if int(match.group(2)) == END_INDEX:
+                tally.finished += 1
+                return
+            sent = float(match.group(1))
+            tally.latencies.append((now - sent) * 1000)
+            tally.frames += 1
+            tally.first_recv = min(tally.first_recv, now)
+            tally.first_sent = min(tally.first_sent, sent)
+            tally.last_recv = now
+    except ConnectionClosed as closed:
+        code = str(closed.rcvd.code if closed.rcvd else "none")
+        tally.close_codes[code] = tally.close_codes.get(code, 0) + 1
+    except TimeoutError:
+        tally.close_codes["deadline"] = tally.close_codes.get("deadline", 0) + 1
+
+
+async def _stalled_connect(url: str, compression: str | None) -> ClientConnection:
+    parsed = urlparse(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (parsed.hostname, parsed.port))
+    return await connect(url, sock=sock, max_queue=1, max_size=None, compression=compression)
+
+
+async def _drain_stalled(connection: ClientConnection, seconds: float) -> dict[str, Any]:
+    """Read what the stalled client was sent until its connection ends: its close code and
+    how many frames had been sitting in buffers (socket buffers, library queue)."""
+    buffered = 0
+    code = "still open"
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                await connection.recv(decode=False)
+                buffered += 1
+    except ConnectionClosed as closed:
+        code = str(closed.rcvd.code if closed.rcvd else "none")
+    except TimeoutError:
+        pass
+    return {"close_code": code, "buffered_frames": buffered}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    healthy: list[ClientConnection] = []
+    stalled: list[ClientConnection] = []
+    compression = None if args.no_deflate else "deflate"
+    async with asyncio.timeout(CONNECT_TIMEOUT):
+        for _ in range(args.clients):
+            connection = await connect(args.url, max_size=None, compression=compression)
+            await connection.recv()  # the snapshot (ours) or hello (baseline)
+            healthy.append(connection)
+        for _ in range(args.stalled):
+            stalled.append(await _stalled_connect(args.url, compression))
+    print("READY", flush=True)
+    tally = Tally()
+    try:
+        if args.idle:
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        else:
+            deadline = time.monotonic() + args.deadline
+            await asyncio.gather(*(_healthy(c, tally, deadline) for c in healthy))
+        stalled_codes = [await _drain_stalled(c, args.drain) for c in stalled]
+    finally:
+        for connection in healthy + stalled:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await connection.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    span = tally.last_recv - tally.first_sent if tally.frames else 0.0
+    return {
+        "clients": args.clients,
+        "stalled": args.stalled,
+        "frames": tally.frames,
+        "finished_clients": tally.finished,
+        "close_codes": tally.close_codes,
+        "stalled_clients": stalled_codes,
+        "span_seconds": span,
+        "delivered_per_second": tally.frames / span if span > 0 else 0.0,
+        "latency_ms": {
+            "p50": percentile(tally.latencies, 0.50),
+            "p99": percentile(tally.latencies, 0.99),
+            "max": max(tally.latencies, default=float("nan")),
+        },
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ws_clients")
+    parser.add_argument("url")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--stalled", type=int, default=0)
+    parser.add_argument("--idle", action="store_true")
+    parser.add_argument("--no-deflate", action="store_true", help="do not offer compression")
+    parser.add_argument("--deadline", type=float, default=120.0)
+    parser.add_argument("--drain", type=float, default=20.0, help="stalled clients' drain (s)")
+    args = parser.parse_args(argv)
+    summary = asyncio.run(run(args))
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
