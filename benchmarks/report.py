@@ -202,8 +202,9 @@ def _sections(add: Any, results: dict[str, Any], sizes: Sizes) -> None:
         needed_base = fan["baseline_cpu_us_per_delivery"] * clients * fan["paced_rate"] / 1e6
         add("## 1. Fan-out\n")
         add(
-            f"{clients} WebSocket clients (websockets' client, per-message deflate negotiated as "
-            "browsers do) in one process; the server in another; log frames of 50 realistic "
+            f"{clients} WebSocket clients (websockets' client, offering per-message deflate as "
+            "browsers do: the baseline accepts it, the service as shipped declines it) in one "
+            "process; the server in another; log frames of 50 realistic "
             "lines (about 6 KB of JSON) injected in the server's event loop through "
             "`Broadcaster.publish` (ours) or `websockets.broadcast` (the baseline: a bare "
             "`websockets` server). Each frame carries its send time; latency is measured at "

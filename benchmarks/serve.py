@@ -162,11 +162,10 @@ class OursTarget(Target):
 
 
 async def serve_ours(workspace: Path, queue_frames: int | None) -> None:
-    import uvicorn
 
     from nextflow_k8s_service.config import load_settings
     from nextflow_k8s_service.main import create_app
-    from nextflow_k8s_service.server import ServiceServer
+    from nextflow_k8s_service.server import ServiceServer, server_config
 
     overrides: dict[str, Any] = {
         "workspace_dir": workspace,
@@ -180,9 +179,8 @@ async def serve_ours(workspace: Path, queue_frames: int | None) -> None:
     settings = load_settings(**overrides)
     app = create_app(settings)
     sock = _listen()
-    config = uvicorn.Config(
-        app, ws_max_size=WS_MAX_MESSAGE_BYTES, log_level="warning", timeout_graceful_shutdown=5
-    )
+    # The shipped uvicorn configuration (server_config), as the console script uses it.
+    config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=5)
     server = ServiceServer(config, app=app)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
     while not server.started:
