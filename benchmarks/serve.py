@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.frames import END_INDEX, frame_data, line_pool
+from nextflow_k8s_service.api.stream import MAX_INCOMING_MESSAGE_BYTES
 
 HOST = "127.0.0.1"
-WS_MAX_MESSAGE_BYTES = 4096  # as the console script configures uvicorn
 PUBLISH_DEADLINE_SECONDS = 300.0
 # All benchmark clients share one address: per-client limits high enough never to refuse, so
 # the limiter still runs (and costs what it costs) but the figures measure the work.
@@ -248,7 +248,7 @@ async def serve_baseline() -> None:
             target.connections.discard(connection)
 
     sock = _listen()
-    async with serve(handler, sock=sock, max_size=WS_MAX_MESSAGE_BYTES):
+    async with serve(handler, sock=sock, max_size=MAX_INCOMING_MESSAGE_BYTES):
         await _control(target, sock.getsockname()[1])
 
 

@@ -17,13 +17,12 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from nextflow_k8s_service.api.stream import MAX_INCOMING_MESSAGE_BYTES
 from nextflow_k8s_service.config import Settings
 
 logger = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 2.0
-#: Largest WebSocket message accepted from a client (clients are not expected to send any).
-WS_MAX_MESSAGE_BYTES = 4096
 
 
 def server_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn.Config:
@@ -35,7 +34,7 @@ def server_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn
         # to the addresses it rate-limits; uvicorn's own default would trust 127.0.0.1.
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": ",".join(settings.trusted_proxies) or None,
-        "ws_max_size": WS_MAX_MESSAGE_BYTES,
+        "ws_max_size": MAX_INCOMING_MESSAGE_BYTES,
         # Compression is per connection: with it on, every frame is deflated once per client,
         # which makes fan-out CPU-bound (see benchmarks/RESULTS.md). Log frames are small.
         "ws_per_message_deflate": False,

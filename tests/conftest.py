@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -84,8 +85,6 @@ class StreamReader:
         self.frames: list[dict[str, Any]] = []
 
     async def next(self, timeout: float = 30) -> dict[str, Any]:
-        import asyncio
-
         async with asyncio.timeout(timeout):
             raw = await self.connection.recv()
         frame: dict[str, Any] = json.loads(raw)

@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
 
 CLOSE_TOO_BIG = 1009
-MAX_INCOMING_CHARS = 4096
+#: Largest message accepted from a client (clients are not expected to send any). uvicorn
+#: enforces it as `ws_max_size` (server.py); the reader checks it too for other servers.
+MAX_INCOMING_MESSAGE_BYTES = 4096
 CLOSE_TIMEOUT_SECONDS = 2.0
 
 
@@ -94,7 +96,7 @@ async def _read(websocket: WebSocket) -> tuple[int | None, str | None]:
         if message["type"] == "websocket.disconnect":
             return None, None
         payload = message.get("text") or message.get("bytes") or ""
-        if len(payload) > MAX_INCOMING_CHARS:
+        if len(payload) > MAX_INCOMING_MESSAGE_BYTES:
             return CLOSE_TOO_BIG, "message too big"
 
 

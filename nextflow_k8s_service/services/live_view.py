@@ -35,9 +35,8 @@ class LiveView:
     def seed(self, run: RunRecord | None, logs: list[LogLine], *, active: bool) -> None:
         """Start from the store's state (at start-up, or after the relay reconnected)."""
         if run is None:
-            if not active:
-                self.run, self.active, self._last_seq = None, False, 0
-                self.logs.clear()
+            self.run, self.active, self._last_seq = None, False, 0
+            self.logs.clear()
             return
         if (
             self.run is not None

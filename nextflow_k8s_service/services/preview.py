@@ -16,15 +16,13 @@ def preview(settings: Settings, batch_count: int) -> PreviewResponse:
     """
     worker_cpu = parse_cpu(settings.worker_cpu_limit)
     worker_mem = parse_memory_bytes(settings.worker_memory_limit) / GIB
+    per_task = {"cpu_per_task": worker_cpu, "memory_gi_per_task": round(worker_mem, 3)}
     controller_cpu = parse_cpu(settings.controller_cpu_limit)
     controller_mem = parse_memory_bytes(settings.controller_memory_limit) / GIB
-    task = ProcessPreview(tasks=batch_count, cpu_per_task=worker_cpu, memory_gi_per_task=worker_mem)
     processes = {
-        "GENERATE": task,
-        "ANALYZE": task,
-        "REPORT": ProcessPreview(
-            tasks=1, cpu_per_task=worker_cpu, memory_gi_per_task=round(worker_mem, 3)
-        ),
+        "GENERATE": ProcessPreview(tasks=batch_count, **per_task),
+        "ANALYZE": ProcessPreview(tasks=batch_count, **per_task),
+        "REPORT": ProcessPreview(tasks=1, **per_task),
     }
     peak_cpu = controller_cpu + batch_count * worker_cpu
     peak_mem = controller_mem + batch_count * worker_mem
