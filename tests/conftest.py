@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -75,6 +76,18 @@ async def server(make_settings: SettingsFactory, start_server: Any) -> LiveServe
 async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
         yield http
+
+
+def step_processes() -> list[psutil.Process]:
+    """Child processes of this test process that run a workflows/bin step script."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any(part.endswith(".py") and "bin" in part for part in child.cmdline()):
+                found.append(child)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
 
 
 class StreamReader:

@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from nextflow_k8s_service.services.state_store import MemoryStateStore
-from tests.conftest import SettingsFactory, StreamReader
+from tests.conftest import SettingsFactory, StreamReader, step_processes
 from tests.live_server import LiveServer
 
 API = "/api/v1/demo"
@@ -195,5 +194,4 @@ async def test_shutdown_drains_then_cancels_the_local_run_and_records_it(
     assert run.status == "cancelled" and run.message == "cancelled: the service shut down"
     assert await store.get_active() is None
     assert manager._tasks.names == []
-    leftovers = [p for p in psutil.Process().children(recursive=True) if p.is_running()]
-    assert not any("bin" in " ".join(p.cmdline()) for p in leftovers)
+    assert step_processes() == []

@@ -9,25 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from nextflow_k8s_service.config import REPO_WORKFLOW_DIR
-from tests.conftest import SettingsFactory, StreamReader
+from tests.conftest import SettingsFactory, StreamReader, step_processes
 from tests.live_server import LiveServer
 
 API = "/api/v1/demo"
-
-
-def _children_running_steps() -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if any(part.endswith(".py") and "bin" in part for part in child.cmdline()):
-                found.append(child)
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    return found
 
 
 async def test_full_run_streams_every_stage_and_one_complete(
@@ -126,14 +114,14 @@ async def test_cancel_needs_the_run_token_and_leaves_no_process(
         assert missing.status_code == wrong.status_code == bad_admin.status_code == 403
         assert "detail" in wrong.json()
         assert (await client.get(f"{API}/active")).json()["run_id"] == run_id
-        assert _children_running_steps(), "the run should have step processes"
+        assert step_processes(), "the run should have step processes"
 
         cancel = await client.delete(
             f"{API}/cancel", headers={"X-Cancel-Token": started["cancel_token"]}
         )
         assert cancel.status_code == 200
         assert cancel.json() == {"run_id": run_id, "status": "cancelled", "cancelled": True}
-        assert _children_running_steps() == []
+        assert step_processes() == []
         complete = await stream.until_complete(run_id)
         assert complete["data"]["status"] == "cancelled"
         run = (await client.get(f"{API}/runs/{run_id}")).json()
@@ -146,7 +134,7 @@ async def test_cancel_needs_the_run_token_and_leaves_no_process(
             f"{API}/cancel", headers={"Authorization": "Bearer admin-secret-token"}
         )
         assert admin.status_code == 200 and admin.json()["run_id"] == again["run_id"]
-        assert _children_running_steps() == []
+        assert step_processes() == []
 
 
 async def test_a_new_run_right_after_cancel_is_never_touched_by_the_old_one(
@@ -201,4 +189,4 @@ async def test_a_failing_step_fails_the_run_with_its_stderr(
         assert "disk on fire" in run["message"]
         assert (await client.get(f"{API}/runs/{run_id}/report")).status_code == 404
         assert (await client.get(f"{API}/active")).json()["active"] is False
-    assert _children_running_steps() == []
+    assert step_processes() == []
