@@ -1,0 +1,108 @@
+"""The product as shipped: the README's run command, no settings but the port, one batch.
+
+Every other test sets an absolute temporary WORKSPACE_DIR and zero pacing; these two change
+nothing. The first runs `uv run nextflow-k8s-service` in a copy of the working tree (as a fresh
+clone would), the second the installed console script from a directory outside the repo. Both
+use the default pacing (5 s + 3 s per batch) and the default relative `.workspace`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.console import ConsoleService, bare_environment, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _caller_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings a developer may have exported; would any reach the service, it would not start
+    (or not with the defaults): the scenario must drop them all."""
+    monkeypatch.setenv("WORKFLOW_DIR", str(tmp_path / "no-workflow-here"))
+    monkeypatch.setenv("WORKSPACE_DIR", "/proc/not-writable")
+    monkeypatch.setenv("DEMO_GENERATE_SECONDS", "not-a-number")
+    monkeypatch.setenv("DEMO_ANALYZE_SECONDS", "0")
+    monkeypatch.setenv("EXECUTOR", "kubernetes")
+
+
+@pytest.fixture
+async def services() -> AsyncIterator[list[ConsoleService]]:
+    started: list[ConsoleService] = []
+    yield started
+    for service in started:
+        await service.stop()
+
+
+def copy_working_tree(target: Path) -> Path:
+    """The repository's files (tracked and not ignored, as they are on disk) copied to `target`."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+async def run_one_batch(
+    service: ConsoleService, open_stream: Callable[..., Any], workspace: Path
+) -> None:
+    """One batch to `succeeded`, its report through the API and on disk under `workspace`."""
+    stream = await open_stream(service.http_url.replace("http", "ws") + "/api/v1/pipeline/stream")
+    async with httpx.AsyncClient(base_url=service.http_url, timeout=30) as http:
+        started = await http.post("/api/v1/demo/run", json={"batch_count": 1})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        complete = await stream.until_complete(run_id, timeout=120)
+        assert complete["data"]["status"] == "succeeded", complete
+        run = (await http.get(f"/api/v1/demo/runs/{run_id}")).json()
+        assert run["status"] == "succeeded", run
+        report = await http.get(f"/api/v1/demo/runs/{run_id}/report")
+        assert report.status_code == 200, report.text
+    on_disk = json.loads((workspace / "results" / run_id / "report.json").read_text())
+    assert on_disk["batches"] == report.json()["batches"]
+    assert len(on_disk["batches"]) == 1
+
+
+async def test_a_fresh_copy_runs_with_the_readme_command(
+    tmp_path: Path, services: list[ConsoleService], open_stream: Callable[..., Any]
+) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed")
+    project = copy_working_tree(tmp_path / "clone")
+    service = await ConsoleService.start(
+        [uv, "run", "nextflow-k8s-service"], cwd=project, env=bare_environment(free_port())
+    )
+    services.append(service)
+    await run_one_batch(service, open_stream, project / ".workspace")
+
+
+async def test_the_console_script_runs_from_any_directory(
+    tmp_path: Path, services: list[ConsoleService], open_stream: Callable[..., Any]
+) -> None:
+    script = Path(sys.executable).parent / "nextflow-k8s-service"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    service = await ConsoleService.start(
+        [str(script)], cwd=elsewhere, env=bare_environment(free_port())
+    )
+    services.append(service)
+    await run_one_batch(service, open_stream, elsewhere / ".workspace")
