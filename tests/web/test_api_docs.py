@@ -56,7 +56,8 @@ async def offline(browser: Browser, server: LiveServer) -> AsyncIterator[Offline
 async def test_swagger_ui_renders_offline(offline: Offline) -> None:
     page = await offline.open("/docs")
     # Rendered from the OpenAPI document: the title and the operations of the API.
-    await page.locator(".swagger-ui .info .title").filter(has_text="nextflow-k8s-service").wait_for()
+    title = page.locator(".swagger-ui .info .title")
+    await title.filter(has_text="nextflow-k8s-service").wait_for()
     await page.locator(".opblock-summary-path[data-path='/api/v1/demo/run']").first.wait_for()
     await page.locator(".opblock-summary-path[data-path='/api/v1/demo/history']").wait_for()
     assert (offline.blocked, offline.failed, offline.errors) == ([], [], [])
