@@ -9,6 +9,7 @@ use the default pacing (5 s + 3 s per batch) and the default relative `.workspac
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,11 @@ async def test_a_fresh_copy_runs_with_the_readme_command(
     )
     services.append(service)
     await run_one_batch(service, open_stream, project / ".workspace")
+    # The run command installed the service's dependencies and none of the test tooling.
+    (site,) = project.glob(".venv/lib/python*/site-packages")
+    installed = {path.name.split("-")[0].lower() for path in site.glob("*.dist-info")}
+    assert {"fastapi", "uvicorn", "fastapi_offline", "nextflow_k8s_service"} <= installed
+    assert not installed & {"pytest", "playwright", "ruff", "mypy", "schemathesis", "hypothesis"}
 
 
 async def test_the_console_script_runs_from_any_directory(
@@ -106,3 +112,17 @@ async def test_the_console_script_runs_from_any_directory(
     )
     services.append(service)
     await run_one_batch(service, open_stream, elsewhere / ".workspace")
+
+
+def test_the_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"## Quick start\n.*?```sh\n(.*?)```", readme, re.DOTALL)
+    assert block is not None
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    assert commands == ["uv run nextflow-k8s-service", "uv run --dev pytest"]
+    ci = [
+        line.strip()
+        for line in (REPO / ".ci/run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert ci[-1] == commands[1]
