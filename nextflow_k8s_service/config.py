@@ -246,9 +246,19 @@ class Settings(BaseSettings):
 def check_directories(settings: Settings) -> None:
     """Start-up check of the two directories; `ConfigurationError` with one line if unusable.
 
-    WORKFLOW_DIR must hold the workflow and its scripts; WORKSPACE_DIR is created if needed and
-    must take a file (tried, not guessed from permission bits, which root ignores).
+    Local executor: WORKFLOW_DIR must hold the workflow and its scripts; WORKSPACE_DIR is
+    created if needed and must take a file (tried, not guessed from permission bits, which root
+    ignores). Kubernetes executor: the workflow comes from a ConfigMap and the service only
+    reads reports from the workspace volume (mounted read-only), so WORKSPACE_DIR must exist.
     """
+    workspace = settings.workspace_dir
+    if settings.executor == ExecutorKind.KUBERNETES:
+        if not workspace.is_dir():
+            raise ConfigurationError(
+                f"invalid configuration: WORKSPACE_DIR: {workspace} is not a directory "
+                "(with EXECUTOR=kubernetes: where the workspace volume is mounted)"
+            )
+        return
     missing = [name for name in WORKFLOW_FILES if not (settings.workflow_dir / name).is_file()]
     if missing:
         raise ConfigurationError(
@@ -256,13 +266,13 @@ def check_directories(settings: Settings) -> None:
             + ", ".join(missing)
         )
     try:
-        settings.workspace_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=settings.workspace_dir):
+        workspace.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workspace):
             pass
     except OSError as exc:
         raise ConfigurationError(
             f"invalid configuration: WORKSPACE_DIR: cannot create or write "
-            f"{settings.workspace_dir}: {exc.strerror or exc}"
+            f"{workspace}: {exc.strerror or exc}"
         ) from None
 
 

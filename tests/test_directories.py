@@ -91,3 +91,17 @@ def test_the_console_script_refuses_them_with_one_line(
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert f"{variable}: " in result.stderr
+
+
+def test_kubernetes_mode_only_needs_the_mounted_workspace(tmp_path: Path) -> None:
+    """The workflow ships in a ConfigMap and the service mounts the workspace read-only."""
+    mounted = tmp_path / "mnt"
+    mounted.mkdir()
+    settings = load_settings(
+        executor="kubernetes", workspace_dir=mounted, workflow_dir=tmp_path / "no-workflow"
+    )
+    check_directories(settings)
+    assert list(mounted.iterdir()) == []
+    with pytest.raises(ConfigurationError, match=r"^invalid configuration: WORKSPACE_DIR: .*mnt2"):
+        check_directories(load_settings(executor="kubernetes", workspace_dir=tmp_path / "mnt2"))
+    assert not (tmp_path / "mnt2").exists()
