@@ -47,12 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def page_urls(host: str, port: int) -> tuple[str, str]:
-    """The page and API docs URLs for a server listening on `host:port`."""
+def announce(host: str, port: int, mode: str = "") -> None:
+    """The one start line: where the page and the API docs are."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}/", f"http://{shown}:{port}/docs"
+    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    print(f"{PROG} {__version__}{mode}: page {base}/  API docs {base}/docs", flush=True)
 
 
 class _ConsoleServer(ServiceServer):
@@ -61,8 +60,7 @@ class _ConsoleServer(ServiceServer):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            page, docs = page_urls(self.config.host, self.config.port)
-            print(f"{PROG} {__version__}: page {page}  API docs {docs}", flush=True)
+            announce(self.config.host, self.config.port)
 
 
 def _reload(settings: Settings) -> None:
@@ -75,8 +73,7 @@ def _reload(settings: Settings) -> None:
         WORKSPACE_DIR=str(settings.workspace_dir),
         WORKFLOW_DIR=str(settings.workflow_dir),
     )
-    page, docs = page_urls(settings.host, settings.port)
-    print(f"{PROG} {__version__} (reload): page {page}  API docs {docs}", flush=True)
+    announce(settings.host, settings.port, " (reload)")
     uvicorn.run(
         "nextflow_k8s_service.main:create_app",
         factory=True,
