@@ -1,9 +1,10 @@
-"""The product as shipped: the README's run command, no settings but the port, one batch.
+"""The console script as shipped: its command line, and the README's first five minutes.
 
-Every other test sets an absolute temporary WORKSPACE_DIR and zero pacing; these two change
-nothing. The first runs `uv run nextflow-k8s-service` in a copy of the working tree (as a fresh
-clone would), the second the installed console script from a directory outside the repo. Both
-use the default pacing (5 s + 3 s per batch) and the default relative `.workspace`.
+The first-run tests change no setting: every other test sets an absolute temporary
+WORKSPACE_DIR and zero pacing; these run `uv run nextflow-k8s-service` in a copy of the working
+tree (as a fresh clone would), and the installed console script from a directory outside the
+repo, with no settings but the port, the default pacing (5 s + 3 s per batch) and the default
+relative `.workspace`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -20,12 +22,26 @@ from typing import Any
 import httpx
 import pytest
 
+from nextflow_k8s_service import __version__
 from tests.console import ConsoleService, bare_environment, free_port
 
 REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "nextflow-k8s-service"
 
 
-@pytest.fixture(autouse=True)
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        cwd=cwd,
+        env=bare_environment(free_port()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
 def _caller_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Settings a developer may have exported; would any reach the service, it would not start
     (or not with the defaults): the scenario must drop them all."""
@@ -82,6 +98,7 @@ async def run_one_batch(
     assert len(on_disk["batches"]) == 1
 
 
+@pytest.mark.usefixtures("_caller_settings")
 async def test_a_fresh_copy_runs_with_the_readme_command(
     tmp_path: Path, services: list[ConsoleService], open_stream: Callable[..., Any]
 ) -> None:
@@ -101,14 +118,14 @@ async def test_a_fresh_copy_runs_with_the_readme_command(
     assert not installed & {"pytest", "playwright", "ruff", "mypy", "schemathesis", "hypothesis"}
 
 
+@pytest.mark.usefixtures("_caller_settings")
 async def test_the_console_script_runs_from_any_directory(
     tmp_path: Path, services: list[ConsoleService], open_stream: Callable[..., Any]
 ) -> None:
-    script = Path(sys.executable).parent / "nextflow-k8s-service"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     service = await ConsoleService.start(
-        [str(script)], cwd=elsewhere, env=bare_environment(free_port())
+        [str(SCRIPT)], cwd=elsewhere, env=bare_environment(free_port())
     )
     services.append(service)
     await run_one_batch(service, open_stream, elsewhere / ".workspace")
@@ -126,3 +143,58 @@ def test_the_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert ci[-1] == commands[1]
+
+
+def test_help_prints_usage_and_exits_0(tmp_path: Path) -> None:
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: nextflow-k8s-service")
+    for flag in ("--version", "--host", "--port", "--reload", "--log-level"):
+        assert flag in result.stdout
+    assert not (tmp_path / ".workspace").exists()
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_cli("--version", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, f"nextflow-k8s-service {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--prot", "9000"], "unrecognized arguments: --prot"),
+        (["serve"], "unrecognized arguments: serve"),
+        (["--port", "eighty"], "--port: invalid int value"),
+        (["--log-level", "chatty"], "--log-level: invalid choice"),
+        (["--port", "70000"], "PORT: Input should be less than or equal to 65535"),
+    ],
+)
+def test_bad_flags_exit_2_without_serving(tmp_path: Path, args: list[str], complaint: str) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert complaint in result.stderr
+    assert result.stdout == ""
+
+
+async def test_flags_override_the_environment(
+    tmp_path: Path, services: list[ConsoleService]
+) -> None:
+    port = free_port()
+    env = bare_environment(free_port())
+    env.update(PORT="not-a-port", HOST="256.0.0.1", LOG_LEVEL="chatty")
+    service = await ConsoleService.start(
+        [str(SCRIPT), "--port", str(port), "--host", "127.0.0.1", "--log-level", "warning"],
+        cwd=tmp_path,
+        env=env,
+    )
+    services.append(service)
+    assert service.http_url == f"http://127.0.0.1:{port}"
+    assert service.docs_url == f"http://127.0.0.1:{port}/docs"
+    async with httpx.AsyncClient(base_url=service.http_url, timeout=10) as http:
+        assert (await http.get("/health")).json()["status"] == "ok"
+        assert (await http.get("/docs")).status_code == 200
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
+    assert await service.stop() in (0, -signal.SIGTERM)
+    services.clear()
+    # --log-level warning: uvicorn's and the service's INFO lines are not written.
+    assert "INFO" not in service.stderr.read_text()
