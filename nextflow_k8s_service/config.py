@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +21,8 @@ from nextflow_k8s_service.errors import ConfigurationError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_WORKFLOW_DIR = PACKAGE_DIR.parent / "workflows"
+# What the local executor runs and the Kubernetes ConfigMap ships, relative to WORKFLOW_DIR.
+WORKFLOW_FILES = ("demo.nf", "bin/generate.py", "bin/analyze.py", "bin/report.py")
 
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|[KMGTP]?B?)?\s*$", re.IGNORECASE)
 _CPU_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)(m?)\s*$")
@@ -168,6 +171,13 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Python logging level.")
 
+    @field_validator("workspace_dir", "workflow_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Resolved once, against the directory the service starts in: every task runs in a
+        # directory of its own, so a relative path would point somewhere else for each of them.
+        return value.expanduser().resolve()
+
     @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
@@ -231,6 +241,39 @@ class Settings(BaseSettings):
     def results_root(self) -> Path:
         """Root of the per-run published results."""
         return self.workspace_dir / "results"
+
+
+def check_directories(settings: Settings) -> None:
+    """Start-up check of the two directories; `ConfigurationError` with one line if unusable.
+
+    Local executor: WORKFLOW_DIR must hold the workflow and its scripts; WORKSPACE_DIR is
+    created if needed and must take a file (tried, not guessed from permission bits, which root
+    ignores). Kubernetes executor: the workflow comes from a ConfigMap and the service only
+    reads reports from the workspace volume (mounted read-only), so WORKSPACE_DIR must exist.
+    """
+    workspace = settings.workspace_dir
+    if settings.executor == ExecutorKind.KUBERNETES:
+        if not workspace.is_dir():
+            raise ConfigurationError(
+                f"invalid configuration: WORKSPACE_DIR: {workspace} is not a directory "
+                "(with EXECUTOR=kubernetes: where the workspace volume is mounted)"
+            )
+        return
+    missing = [name for name in WORKFLOW_FILES if not (settings.workflow_dir / name).is_file()]
+    if missing:
+        raise ConfigurationError(
+            f"invalid configuration: WORKFLOW_DIR: {settings.workflow_dir} lacks "
+            + ", ".join(missing)
+        )
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workspace):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"invalid configuration: WORKSPACE_DIR: cannot create or write "
+            f"{workspace}: {exc.strerror or exc}"
+        ) from None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from nextflow_k8s_service import __version__
 from nextflow_k8s_service.api import demo, health, stream
@@ -131,7 +132,10 @@ def create_app(
             )
             yield
 
-    app = FastAPI(
+    # /docs with Swagger UI's script, style and icon served by the app (no CDN). No /redoc:
+    # ReDoc's menu always loads its vendor's logo from the internet.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="nextflow-k8s-service",
         version=__version__,
         description="Runs a Nextflow scatter-gather demo and streams it live.",

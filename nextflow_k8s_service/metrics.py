@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Seconds: a 1-batch run with the default pacing takes ~10 s, 12 batches with slow pods minutes.
+RUN_DURATION_BUCKETS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
 
 
 class Metrics:
@@ -17,6 +20,19 @@ class Metrics:
             "nks_runs_finished",
             "Runs finished by this replica, by final status.",
             ["status"],
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "nks_run_duration_seconds",
+            "Duration of the runs this replica finished, by final status.",
+            ["status"],
+            buckets=RUN_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.tasks = Counter(
+            "nks_tasks",
+            "Task state changes of this replica's runs, by process and the state entered.",
+            ["process", "state"],
             registry=self.registry,
         )
         self.websocket_clients = Gauge(

@@ -128,7 +128,9 @@ class RunSession:
                 if self._logs.full():
                     await self._flush_logs()
             elif isinstance(event, TaskChanged):
-                self._progress_dirty |= self._tracker.apply(event)
+                if self._tracker.apply(event):
+                    self._progress_dirty = True
+                    self._metrics.tasks.labels(event.process, event.state.value).inc()
             elif isinstance(event, StatusChanged):
                 if event.status.terminal:
                     return await self._finish(event.status, event.message)
@@ -188,6 +190,8 @@ class RunSession:
         if not await self._store_finished():
             raise RunSupersededError
         self._metrics.runs_finished.labels(status.value).inc()
+        if self.record.duration_seconds is not None:
+            self._metrics.run_duration.labels(status.value).observe(self.record.duration_seconds)
         await self._emit("status", {"status": status.value, "message": message})
         await self._emit(
             "complete",
