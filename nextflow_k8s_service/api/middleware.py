@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Only the app's own files; the stream connects back to the same origin.
@@ -52,6 +53,8 @@ class SecurityHeadersMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            return  # the client left while its request was read: no one to answer
         except Exception:
             logger.exception("unhandled error in %s %s", scope.get("method"), scope["path"])
             if started:
