@@ -194,6 +194,14 @@ class RunRequest(BaseModel):
         "formatting characters are dropped.",
     )
 
+    @field_validator("batch_count", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # JSON Schema counts 4.0 as an integer; strict validation would not.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     @field_validator("triggered_by")
     @classmethod
     def _clean(cls, value: str | None) -> str | None:

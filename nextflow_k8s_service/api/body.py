@@ -42,7 +42,7 @@ def _invalid(message: str) -> RequestValidationError:
 def decode_json(raw: bytes) -> Any:
     """The JSON value of `raw`; raises `RequestValidationError` for anything but UTF-8 JSON
     with finite numbers. An empty body is None."""
-    if not raw.strip():
+    if not raw:
         return None
     try:
         text = raw.decode("utf-8")

@@ -56,6 +56,7 @@ _INVALID: Responses = {
         },
     }
 }
+_STRING = {"type": "string"}
 # POST /demo/run reads its body itself (see start_run); this documents it.
 _RUN_REQUEST_BODY = {
     "requestBody": {
@@ -85,7 +86,10 @@ def _check_batch_count(value: int, maximum: int, location: list[str | int]) -> N
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         200: {"model": RunStartResponse, "description": "Attached to the run in progress."},
-        202: {"description": "Started a run (its URL in `Location`)."},
+        202: {
+            "description": "Started a run.",
+            "headers": {"Location": {"description": "The run's URL.", "schema": _STRING}},
+        },
         **_TOO_LARGE,
         **_INVALID,
         **_RATE_LIMITED,
