@@ -9,7 +9,7 @@ client that stopped reading keeps its socket and kernel buffers indefinitely.
 - `GuardedHttpToolsProtocol`: a request head (request line and headers) over
   `MAX_REQUEST_HEAD_BYTES` is answered 431 and the connection closed; a request that is not
   fully received (head and body) within `REQUEST_RECEIVE_TIMEOUT_SECONDS` of its first byte
-  (or of the connection opening) is answered 408 if no response started, and closed.
+  (or of the connection opening) is closed, with a 408 if part of its head had arrived.
 - `GuardedWebSocketProtocol`: once the application closes a WebSocket (or returns), the
   connection is gone within `WEBSOCKET_ABORT_SECONDS`: a peer that has not completed the
   closing handshake by then has its transport aborted, discarding what it never read.
@@ -108,6 +108,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _receive_timed_out(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
+            return
+        if self._in_head and self._head_bytes == 0:
+            # Nothing of a request arrived (an idle or pre-opened connection): just close.
+            self.transport.close()
             return
         if self._in_head:
             self._refuse(408, f"request not received within {self.receive_timeout:g} seconds")

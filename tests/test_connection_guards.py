@@ -119,8 +119,10 @@ async def test_requests_that_never_complete_are_closed_within_the_stated_timeout
         results = await asyncio.gather(*(_closed_after(r, started) for r, _ in connections))
     for name, (elapsed, answer) in zip(incomplete, results, strict=True):
         assert REQUEST_RECEIVE_TIMEOUT_SECONDS - 1 <= elapsed <= REQUEST_RECEIVE_TIMEOUT_SECONDS + 3
-        if name != "short body":
-            assert answer.startswith(b"HTTP/1.1 408 "), (name, answer)
+        if name == "half a head":
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+        else:  # nothing to answer, or the application already has the request
+            assert answer == b"", (name, answer)
     for _, writer in connections:
         writer.close()
     assert not server.app.state.services.manager.draining
