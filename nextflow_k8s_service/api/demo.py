@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request, Response, status
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from nextflow_k8s_service.api.body import parse_body
@@ -193,16 +194,20 @@ async def get_run(services: ServicesDep, run_id: str) -> RunDetail:
     return (await services.manager.get_run(run_id)).detail()
 
 
-@router.get("/runs/{run_id}/report", responses=_NOT_FOUND)
-async def get_report(services: ServicesDep, run_id: str) -> Report:
-    """The run's `report.json`."""
+@router.get(
+    "/runs/{run_id}/report",
+    responses={200: {"model": Report, "description": "The report."}, **_NOT_FOUND},
+)
+async def get_report(services: ServicesDep, run_id: str) -> JSONResponse:
+    """The run's `report.json`, as the REPORT step wrote it (checked against its schema)."""
     data = await services.manager.get_report(run_id)
     try:
-        return Report.model_validate(data)
+        Report.model_validate(data)
     except ValidationError:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"run {run_id!r} has no readable report"
         ) from None
+    return JSONResponse(data)
 
 
 def document_limits(app: FastAPI, settings: Settings) -> None:

@@ -3,6 +3,7 @@ deep nesting; the rate limit comes before the body is read; names cannot hide ch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from nextflow_k8s_service.api.middleware import SecurityHeadersMiddleware
+from nextflow_k8s_service.models import Report
 from tests.conftest import SettingsFactory
 from tests.live_server import LiveServer
 
@@ -114,3 +116,23 @@ async def test_an_unhandled_error_is_a_json_500_with_the_headers(
     for header in SECURITY_HEADERS:
         assert header in response.headers
     assert sum(1 for record in caplog.records if record.exc_info) == 1
+
+
+async def test_the_report_matches_its_typed_schema_and_a_broken_one_is_404(
+    make_settings: SettingsFactory, start_server: Any, open_stream: Any
+) -> None:
+    settings = make_settings()
+    server: LiveServer = await start_server(settings)
+    stream = await open_stream(server.ws_url)
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        run_id = (await client.post(f"{API}/run", json={"batch_count": 2})).json()["run_id"]
+        await stream.until_complete(run_id)
+        response = await client.get(f"{API}/runs/{run_id}/report")
+        assert response.status_code == 200
+        report = Report.model_validate(response.json())
+        assert [batch.batch for batch in report.batches] == [1, 2]
+        path = settings.results_root / run_id / "report.json"
+        await asyncio.to_thread(path.write_text, '{"run_id": 1}')
+        broken = await client.get(f"{API}/runs/{run_id}/report")
+        assert broken.status_code == 404
+        assert "no readable report" in broken.json()["detail"]
