@@ -153,6 +153,7 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(demo.router, prefix=API_PREFIX)
+    demo.document_limits(app, settings)
     app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX, include_in_schema=False)

@@ -13,6 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 RUN_ID_PATTERN = r"^r[0-9a-f]{11}$"
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Invisible characters that can make a displayed name read as another: zero-width ones
+# (U+200B..U+200D, U+2060, U+FEFF, U+180E) and the bidirectional marks, embeddings, overrides
+# and isolates (U+200E/F, U+061C, U+202A..U+202E, U+2066..U+2069).
+_INVISIBLE_CHARS_RE = re.compile(
+    "[\u200b-\u200f\u2060\ufeff\u180e\u061c\u202a-\u202e\u2066-\u2069]"
+)
 
 PROCESSES: tuple[str, ...] = ("GENERATE", "ANALYZE", "REPORT")
 
@@ -176,18 +182,32 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_count: int | None = Field(
-        None, strict=True, description="Batches to process (1..MAX_BATCH_COUNT)."
+        None,
+        strict=True,
+        ge=1,
+        description="Batches to process (1..MAX_BATCH_COUNT); absent or null: DEFAULT_BATCH_COUNT.",
     )
     triggered_by: str | None = Field(
-        None, max_length=64, description="Free-form name of the caller."
+        None,
+        max_length=64,
+        description="Free-form name of the caller; control, zero-width and bidirectional "
+        "formatting characters are dropped.",
     )
+
+    @field_validator("batch_count", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # JSON Schema counts 4.0 as an integer; strict validation would not.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @field_validator("triggered_by")
     @classmethod
     def _clean(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        cleaned = _CONTROL_CHARS_RE.sub("", value).strip()
+        cleaned = _INVISIBLE_CHARS_RE.sub("", _CONTROL_CHARS_RE.sub("", value)).strip()
         return cleaned or None
 
 
@@ -257,7 +277,45 @@ class ReadinessResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    detail: Any
+    detail: str
+
+
+class LimitsResponse(BaseModel):
+    default_batch_count: int
+    max_batch_count: int
+    executor: str
+
+
+class BatchStats(BaseModel):
+    """One batch's statistics in `report.json` (written by `workflows/bin/analyze.py`)."""
+
+    batch: int = Field(ge=1)
+    count: int = Field(ge=1)
+    sum: float
+    mean: float
+    stdev: float
+    min: float
+    max: float
+    p50: float
+    p95: float
+
+
+class ReportTotals(BaseModel):
+    batches: int
+    count: int
+    sum: float
+    mean: float
+    min: float
+    max: float
+
+
+class Report(BaseModel):
+    """A run's `report.json` (written by `workflows/bin/report.py`)."""
+
+    run_id: str
+    generated_at: str = Field(description="ISO-8601 time the REPORT step wrote it.")
+    batches: list[BatchStats] = Field(description="Per-batch statistics, by batch number.")
+    totals: ReportTotals
 
 
 # --- stream -------------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ from fastapi import FastAPI
 
 from nextflow_k8s_service.api.stream import MAX_INCOMING_MESSAGE_BYTES
 from nextflow_k8s_service.config import Settings
+from nextflow_k8s_service.connection_guards import (
+    GuardedHttpToolsProtocol,
+    GuardedWebSocketProtocol,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,10 @@ def server_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn
         # Compression is per connection: with it on, every frame is deflated once per client,
         # which makes fan-out CPU-bound (see benchmarks/RESULTS.md). Log frames are small.
         "ws_per_message_deflate": False,
+        # Bounded request heads and receive times, and WebSockets aborted once given up on:
+        # see connection_guards.py (uvicorn's httptools protocol bounds neither).
+        "http": GuardedHttpToolsProtocol,
+        "ws": GuardedWebSocketProtocol,
         "log_level": settings.log_level.lower(),
         "timeout_graceful_shutdown": 15,
     }

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request, Response, status
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
+from nextflow_k8s_service.api.body import parse_body
 from nextflow_k8s_service.api.deps import ServicesDep
+from nextflow_k8s_service.config import Settings
 from nextflow_k8s_service.models import (
     ActiveResponse,
     CancelResponse,
     ErrorResponse,
+    LimitsResponse,
     PreviewResponse,
+    Report,
     RunDetail,
     RunRequest,
     RunStartResponse,
@@ -22,12 +29,41 @@ from nextflow_k8s_service.services.preview import preview
 
 router = APIRouter(prefix="/demo", tags=["demo"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse},
-    403: {"model": ErrorResponse},
-    429: {"model": ErrorResponse},
-    502: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
+
+def _error(description: str, *, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"model": ErrorResponse, "description": description}
+    if retry_after:
+        header = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        response["headers"] = {"Retry-After": header}
+    return response
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+# The error responses each operation really returns (422 is documented by FastAPI itself).
+_FORBIDDEN: Responses = {403: _error("Neither the run's cancel token nor the admin token.")}
+_NOT_FOUND: Responses = {404: _error("No such run, report or active run.")}
+_TOO_LARGE: Responses = {413: _error("Request body over MAX_REQUEST_BODY_BYTES.")}
+_RATE_LIMITED: Responses = {429: _error("Over the client's budget.", retry_after=True)}
+_START_FAILED: Responses = {502: _error("The executor could not start the run.")}
+_UNAVAILABLE: Responses = {
+    503: _error("State store or executor unavailable, or shutting down.", retry_after=True)
+}
+_INVALID: Responses = {
+    422: {
+        "description": "Validation Error",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    }
+}
+_STRING = {"type": "string"}
+# POST /demo/run reads its body itself (see start_run); this documents it.
+_RUN_REQUEST_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": RunRequest.model_json_schema()}},
+    }
 }
 
 
@@ -49,18 +85,28 @@ def _check_batch_count(value: int, maximum: int, location: list[str | int]) -> N
 @router.post(
     "/run",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={200: {"model": RunStartResponse, "description": "attached"}, **_ERRORS},
+    responses={
+        200: {"model": RunStartResponse, "description": "Attached to the run in progress."},
+        202: {
+            "description": "Started a run.",
+            "headers": {"Location": {"description": "The run's URL.", "schema": _STRING}},
+        },
+        **_TOO_LARGE,
+        **_INVALID,
+        **_RATE_LIMITED,
+        **_START_FAILED,
+        **_UNAVAILABLE,
+    },
+    openapi_extra=_RUN_REQUEST_BODY,
 )
 async def start_run(
-    services: ServicesDep,
-    request: Request,
-    response: Response,
-    body: Annotated[RunRequest | None, Body()] = None,
+    services: ServicesDep, request: Request, response: Response
 ) -> RunStartResponse:
     """Start the demo, or attach to the run in progress (200, `attached: true`)."""
     settings = services.settings
+    # The rate limit comes before the body is read: a client over its budget costs no parsing.
     await services.check_rate("run", request, settings.rate_limit_runs_per_minute)
-    body = body or RunRequest()
+    body = await parse_body(request, RunRequest) or RunRequest()
     batch_count = body.batch_count
     if batch_count is None:
         batch_count = settings.default_batch_count
@@ -83,7 +129,7 @@ async def start_run(
     )
 
 
-@router.get("/preview")
+@router.get("/preview", responses=_INVALID)
 async def get_preview(
     services: ServicesDep, batch_count: Annotated[int, Query(ge=1)]
 ) -> PreviewResponse:
@@ -93,30 +139,30 @@ async def get_preview(
 
 
 @router.get("/limits")
-async def get_limits(services: ServicesDep) -> dict[str, Any]:
+async def get_limits(services: ServicesDep) -> LimitsResponse:
     """Batch bounds and the executor, for clients that draw controls."""
     settings = services.settings
-    return {
-        "default_batch_count": settings.default_batch_count,
-        "max_batch_count": settings.max_batch_count,
-        "executor": settings.executor.value,
-    }
+    return LimitsResponse(
+        default_batch_count=settings.default_batch_count,
+        max_batch_count=settings.max_batch_count,
+        executor=settings.executor.value,
+    )
 
 
-@router.get("/status")
+@router.get("/status", responses=_UNAVAILABLE)
 async def get_status(services: ServicesDep) -> StatusResponse:
     """The active run, else the most recent one."""
     active, run = await services.manager.get_status()
     return StatusResponse(active=active, run=run.detail() if run else None)
 
 
-@router.get("/active")
+@router.get("/active", responses=_UNAVAILABLE)
 async def get_active(services: ServicesDep) -> ActiveResponse:
     run = await services.manager.get_active()
     return ActiveResponse(active=run is not None, run_id=run.run_id if run else None)
 
 
-@router.delete("/cancel", responses=_ERRORS)
+@router.delete("/cancel", responses={**_FORBIDDEN, **_NOT_FOUND, **_RATE_LIMITED, **_UNAVAILABLE})
 async def cancel_run(
     services: ServicesDep,
     request: Request,
@@ -135,7 +181,7 @@ async def cancel_run(
     )
 
 
-@router.get("/history")
+@router.get("/history", responses=_UNAVAILABLE)
 async def get_history(
     services: ServicesDep, limit: Annotated[int, Query(ge=1, le=100)] = 100
 ) -> list[RunSummary]:
@@ -143,12 +189,47 @@ async def get_history(
     return [run.summary() for run in await services.manager.history(limit)]
 
 
-@router.get("/runs/{run_id}", responses=_ERRORS)
+@router.get("/runs/{run_id}", responses={**_NOT_FOUND, **_UNAVAILABLE})
 async def get_run(services: ServicesDep, run_id: str) -> RunDetail:
     return (await services.manager.get_run(run_id)).detail()
 
 
-@router.get("/runs/{run_id}/report", responses=_ERRORS)
-async def get_report(services: ServicesDep, run_id: str) -> dict[str, Any]:
-    """The run's `report.json`."""
-    return await services.manager.get_report(run_id)
+@router.get(
+    "/runs/{run_id}/report",
+    responses={200: {"model": Report, "description": "The report."}, **_NOT_FOUND},
+)
+async def get_report(services: ServicesDep, run_id: str) -> JSONResponse:
+    """The run's `report.json`, as the REPORT step wrote it (checked against its schema)."""
+    data = await services.manager.get_report(run_id)
+    try:
+        Report.model_validate(data)
+    except ValidationError:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"run {run_id!r} has no readable report"
+        ) from None
+    return JSONResponse(data)
+
+
+def document_limits(app: FastAPI, settings: Settings) -> None:
+    """Make the app's OpenAPI document state this deployment's `batch_count` bounds."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for path, operations in schema["paths"].items():
+                if path.endswith(f"{router.prefix}/run") and "post" in operations:
+                    body = operations["post"]["requestBody"]["content"]["application/json"]
+                    bounds = body["schema"]["properties"]["batch_count"]["anyOf"][0]
+                    bounds["maximum"] = settings.max_batch_count
+                for parameter in operations.get("get", {}).get("parameters", []):
+                    if parameter["name"] == "batch_count":
+                        parameter["schema"]["maximum"] = settings.max_batch_count
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

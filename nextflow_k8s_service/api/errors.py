@@ -1,11 +1,17 @@
-"""The one place where the service's exceptions become HTTP status codes."""
+"""The one place where the service's exceptions become HTTP status codes.
+
+Exceptions nothing here maps are answered 500 by `SecurityHeadersMiddleware` (middleware.py),
+which sits inside Starlette's outermost error middleware and so can add the security headers.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from nextflow_k8s_service.errors import (
@@ -47,11 +53,37 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error in %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+#: Longest echoed `input` of a validation error; longer strings are cut.
+MAX_ECHOED_INPUT_CHARS = 200
+
+
+def _echoable(value: Any) -> bool:
+    return (
+        value is None
+        or isinstance(value, str | int | bool)
+        or (isinstance(value, float) and math.isfinite(value))
+    )
+
+
+def _error_entry(error: Any) -> dict[str, Any]:
+    """One validation error as JSON-safe data: only scalar inputs are echoed, strings cut,
+    so neither a non-finite float nor a deeply nested value can break the answer."""
+    entry = {
+        "type": str(error.get("type", "value_error")),
+        "loc": [part if isinstance(part, int) else str(part) for part in error.get("loc", ())],
+        "msg": str(error.get("msg", "invalid value")),
+    }
+    value = error.get("input")
+    if _echoable(value):
+        entry["input"] = value[:MAX_ECHOED_INPUT_CHARS] if isinstance(value, str) else value
+    return entry
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": [_error_entry(error) for error in errors]}, status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

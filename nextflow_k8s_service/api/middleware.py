@@ -1,9 +1,11 @@
-"""Pure ASGI middleware: request-body limits and security headers."""
+"""Pure ASGI middleware: request-body limits, security headers and the last-resort 500."""
 
 from __future__ import annotations
 
 import json
+import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Only the app's own files; the stream connects back to the same origin.
@@ -20,8 +22,14 @@ SECURITY_HEADERS = [
 # The OpenAPI UI loads its own script bundle; it gets the other headers but not the page's CSP.
 _CSP_EXEMPT = ("/docs",)
 
+logger = logging.getLogger(__name__)
+
 
 class SecurityHeadersMiddleware:
+    """Adds the security headers to every HTTP response, and answers an exception nothing
+    else handled with one logged traceback and a JSON 500 that carries them too (Starlette's
+    own error middleware sits outside all user middleware, so its 500 would lack them)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -30,9 +38,12 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         with_csp = not scope["path"].startswith(_CSP_EXEMPT)
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers.extend(SECURITY_HEADERS)
                 if with_csp:
@@ -40,7 +51,26 @@ class SecurityHeadersMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            return  # the client left while its request was read: no one to answer
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope.get("method"), scope["path"])
+            if started:
+                raise  # the response is under way: only the server can end it now
+            body = b'{"detail":"internal error"}'
+            await send_with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_with_headers({"type": "http.response.body", "body": body})
 
 
 class BodySizeLimitMiddleware:

@@ -32,7 +32,10 @@ CLOSE_TOO_BIG = 1009
 #: Largest message accepted from a client (clients are not expected to send any). uvicorn
 #: enforces it as `ws_max_size` (server.py); the reader checks it too for other servers.
 MAX_INCOMING_MESSAGE_BYTES = 4096
-CLOSE_TIMEOUT_SECONDS = 2.0
+#: How long `_close` waits for the close to go through. Under the shipped server the
+#: connection is aborted sooner (connection_guards.WEBSOCKET_ABORT_SECONDS), and the client
+#: stays subscribed (counted) until then; this only bounds the wait under other servers.
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 def origin_allowed(origin: str | None, allowed: list[str]) -> bool:

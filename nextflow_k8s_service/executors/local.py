@@ -8,6 +8,7 @@ ANALYZE; `report.json` is then published (atomically) to `<results_root>/<run_id
 Each run is driven by one named asyncio task owned by the executor. Every subprocess runs in
 its own session (process group), so cancelling a run, a failing step or `close()` can signal
 the whole group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
+On Linux a step also dies with the service process, even a SIGKILLed one (step_processes.py).
 Tasks killed while running are reported `failed`; tasks that never started stay `pending`.
 """
 
@@ -19,7 +20,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -35,6 +35,7 @@ from nextflow_k8s_service.executors.base import (
     TaskChanged,
     task_source,
 )
+from nextflow_k8s_service.executors.step_processes import step_command, sweep_leftover_steps
 from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ class LocalExecutor:
         self._bin_dir = settings.workflow_dir / "bin"
         self._runs: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Steps die with the service (step_processes.py); these are an earlier one's leftovers.
+        sweep_leftover_steps(
+            [self._bin_dir / name for name in SCRIPTS.values()], settings.work_root
+        )
 
     async def start(self, spec: RunSpec) -> None:
         """Submit the run; raises `ExecutorStartError` if it cannot even be set up."""
@@ -287,9 +292,7 @@ class LocalExecutor:
         try:
             cwd.mkdir(exist_ok=True)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(script),
-                *args,
+                *step_command(script, args),
                 cwd=cwd,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,16 @@ logger = logging.getLogger(__name__)
 
 CANCEL_CONFIRM_SECONDS = 15.0
 SHUTDOWN_CANCEL_SECONDS = 10.0
+#: Each readiness check's deadline: all of them together stay well under the 3 s probe timeout.
+CHECK_DEADLINE_SECONDS = 1.0
+
+
+async def _within(deadline: float, check: Coroutine[Any, Any, CheckResult]) -> CheckResult:
+    try:
+        async with asyncio.timeout(deadline):
+            return await check
+    except TimeoutError:
+        return CheckResult(ok=False, detail=f"no answer within {deadline:g} s")
 
 
 def _hash_token(token: str) -> str:
@@ -215,13 +226,20 @@ class PipelineManager:
             raise ReportNotFoundError(f"run {run_id!r} has no report (yet)")
         return report
 
-    async def readiness(self) -> dict[str, CheckResult]:
-        """Checks for `/healthz`: the state store and the executor, and (informational, never
+    async def readiness(self, deadline: float = CHECK_DEADLINE_SECONDS) -> dict[str, CheckResult]:
+        """Checks for `/healthz`, run together, each within `deadline` seconds (one that takes
+        longer is not ok): the state store and the executor, and (informational, never
         failing) the executor's runs that no run of the store claims."""
-        checks = {
-            "state_store": await self._store.check(),
-            "executor": await self._executor.check(),
-        }
+        store, executor, unclaimed = await asyncio.gather(
+            _within(deadline, self._store.check()),
+            _within(deadline, self._executor.check()),
+            _within(deadline, self._unclaimed_runs()),
+        )
+        if not unclaimed.ok:
+            unclaimed = CheckResult(ok=True, detail=f"could not list: {unclaimed.detail}")
+        return {"state_store": store, "executor": executor, "unclaimed_runs": unclaimed}
+
+    async def _unclaimed_runs(self) -> CheckResult:
         claimed = set(self._sessions)
         with contextlib.suppress(StoreUnavailableError):
             active = await self._store.get_active()
@@ -232,8 +250,7 @@ class PipelineManager:
             detail = f"unclaimed: {', '.join(orphans)}" if orphans else "none"
         except ServiceError as exc:
             detail = f"could not list: {exc}"
-        checks["unclaimed_runs"] = CheckResult(ok=True, detail=detail)
-        return checks
+        return CheckResult(ok=True, detail=detail)
 
     # --- internals -----------------------------------------------------------------------------
 
