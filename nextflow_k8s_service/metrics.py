@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Task durations in seconds: the demo's steps take seconds, a real pipeline's up to hours.
+TASK_DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
 
 
 class Metrics:
@@ -34,6 +37,14 @@ class Metrics:
         self.frames_dropped = Counter(
             "nks_frames_dropped",
             "Stream frames discarded for clients that fell too far behind.",
+            registry=self.registry,
+        )
+
+        self.task_duration = Histogram(
+            "nks_task_duration_seconds",
+            "Duration of finished tasks (start to finish), by process and final state.",
+            ["process", "state"],
+            buckets=TASK_DURATION_BUCKETS,
             registry=self.registry,
         )
 

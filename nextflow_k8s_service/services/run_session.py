@@ -24,7 +24,14 @@ from nextflow_k8s_service.executors.base import (
     TaskChanged,
 )
 from nextflow_k8s_service.metrics import Metrics
-from nextflow_k8s_service.models import FrameType, RelayMessage, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.models import (
+    FrameType,
+    RelayMessage,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    utcnow,
+)
 from nextflow_k8s_service.services.log_streamer import LogStreamer
 from nextflow_k8s_service.services.progress import ProgressTracker
 from nextflow_k8s_service.services.reports import read_report, summarize
@@ -66,6 +73,7 @@ class RunSession:
         self._logs = LogStreamer(interval=log_interval)
         self._progress_dirty = False
         self._progress_sent_at = 0.0
+        self._timed: set[str] = set()
         self.cancel_message: str | None = None
 
     @property
@@ -128,12 +136,23 @@ class RunSession:
                 if self._logs.full():
                     await self._flush_logs()
             elif isinstance(event, TaskChanged):
-                self._progress_dirty |= self._tracker.apply(event)
+                await self._task_changed(self._tracker.apply(event))
             elif isinstance(event, StatusChanged):
                 if event.status.terminal:
                     return await self._finish(event.status, event.message)
                 await self._flush(loop.time(), force=True)
                 await self._set_status(event.status, event.message)
+
+    async def _task_changed(self, record: TaskRecord | None) -> None:
+        """One task moved: a `task` frame now, progress (coalesced) soon, its duration timed."""
+        if record is None:
+            return
+        self._progress_dirty = True
+        duration = record.duration_seconds
+        if record.state.terminal and duration is not None and record.name not in self._timed:
+            self._timed.add(record.name)
+            self._metrics.task_duration.labels(record.process, record.state.value).observe(duration)
+        await self._emit("task", record.model_dump(mode="json"))
 
     def _next_flush_in(self, now: float) -> float | None:
         waits = []
@@ -172,9 +191,12 @@ class RunSession:
 
     async def _finish(self, status: RunStatus, message: str | None) -> RunRecord | None:
         loop = asyncio.get_running_loop()
-        await self._flush(loop.time(), force=True)
         if status == RunStatus.CANCELLED and self.cancel_message:
             message = self.cancel_message
+        if status == RunStatus.CANCELLED:
+            for record in self._tracker.stop_unfinished(message or "cancelled"):
+                await self._task_changed(record)
+        await self._flush(loop.time(), force=True)
         report = None
         if status == RunStatus.SUCCEEDED:
             loaded = await read_report(self._results_root, self.run_id)
