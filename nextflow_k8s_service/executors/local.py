@@ -10,7 +10,7 @@ its own session (process group), so cancelling a run, a failing step or `close()
 the whole group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
 Tasks killed while running (a cancel, a shutdown, a failed sibling) are reported `cancelled`;
 tasks that never started stay `pending`. Each task's transition carries its times: submitted
-(just before the spawn), started (spawned), finished (reaped), and the exit code.
+(the step is due), started (the spawn), finished (reaped), and the exit code.
 """
 
 from __future__ import annotations
@@ -293,6 +293,9 @@ class LocalExecutor:
         submitted_at = utcnow()
         try:
             cwd.mkdir(exist_ok=True)
+            # Stamped before the spawn: the call returns only once the pipes are connected,
+            # when the child may have been running for a while on a busy loop.
+            started_at = utcnow()
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 str(script),
@@ -312,7 +315,7 @@ class LocalExecutor:
             raise _StepFailed(reason) from exc
         run.procs.add(proc)
         run.task_state(
-            process, index, TaskState.RUNNING, submitted_at=submitted_at, started_at=utcnow()
+            process, index, TaskState.RUNNING, submitted_at=submitted_at, started_at=started_at
         )
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         try:
