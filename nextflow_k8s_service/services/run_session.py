@@ -125,6 +125,11 @@ class RunSession:
                 async with asyncio.timeout(timeout):
                     event = await queue.get()
             except TimeoutError:
+                # Python 3.11's asyncio.timeout turns a cancellation that lands together with
+                # the deadline into TimeoutError: a session being cancelled must still stop.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError from None
                 await self._flush(loop.time())
                 continue
             if event is None:
@@ -179,7 +184,10 @@ class RunSession:
         self._progress_sent_at = now
         self.record.progress = self._tracker.progress()
         await self._write()
-        await self._emit("progress", self.record.progress.model_dump(mode="json"))
+        # The task records travel as `task` frames; repeating all of them ten times a second
+        # to every client would multiply the stream's volume for nothing.
+        progress = self.record.progress.model_dump(mode="json", exclude={"task_records"})
+        await self._emit("progress", progress)
 
     async def _set_status(self, status: RunStatus, message: str | None) -> None:
         if status == self.record.status and message == self.record.message:
