@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from nextflow_k8s_service.models import (
     RunRecord,
     RunStatus,
     TaskRecord,
+    TaskState,
     utcnow,
 )
 from nextflow_k8s_service.services.log_streamer import LogStreamer
@@ -141,6 +143,9 @@ class RunSession:
                 if self._logs.full():
                     await self._flush_logs()
             elif isinstance(event, TaskChanged):
+                if event.state is TaskState.CANCELLED and self.cancel_message:
+                    # Why the run stopped (a request, a shutdown) is known here, not below.
+                    event = dataclasses.replace(event, reason=self.cancel_message)
                 await self._task_changed(self._tracker.apply(event))
             elif isinstance(event, StatusChanged):
                 if event.status.terminal:

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from nextflow_k8s_service.models import TaskState
+from nextflow_k8s_service.services.state_store import MemoryStateStore
 from tests.conftest import SettingsFactory, StreamReader
 
 API = "/api/v1/demo"
@@ -137,3 +139,31 @@ async def test_a_cancelled_run_shows_its_stopped_tasks_cancelled_and_percent_hol
     assert run["progress"]["tasks"]["GENERATE (2)"] == "cancelled"
     seen = [*percents(frames), run["progress"]["percent"]]
     assert seen == sorted(seen) and seen[-1] > 0
+
+
+async def test_tasks_stopped_by_a_shutdown_are_recorded_cancelled_with_the_reason(
+    make_settings: SettingsFactory, start_server: Any, open_stream: Any
+) -> None:
+    store = MemoryStateStore(history_limit=5, ttl_minutes=30)
+    server = await start_server(make_settings(demo_generate_seconds=60), store=store)
+    stream: StreamReader = await open_stream(server.ws_url)
+    await stream.next()
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        run_id = (await client.post(f"{API}/run", json={"batch_count": 2})).json()["run_id"]
+    running: set[str] = set()
+
+    def both_generating(frame: dict[str, Any]) -> bool:
+        if frame["type"] == "task" and frame["data"]["state"] == "running":
+            running.add(frame["data"]["name"])
+        return len(running) == 2
+
+    await stream.until(both_generating)
+    await server.stop()
+
+    run = await store.get_run(run_id)
+    assert run is not None and run.status == "cancelled"
+    by_name = {record.name: record for record in run.progress.task_records}
+    for name in ("GENERATE (1)", "GENERATE (2)"):
+        assert by_name[name].state is TaskState.CANCELLED
+        assert by_name[name].reason == "cancelled: the service shut down"
+    assert run.progress.processes["GENERATE"].failed == 0
