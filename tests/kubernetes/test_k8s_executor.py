@@ -29,7 +29,7 @@ def spec(batches: int = 2, run_id: str = RUN) -> RunSpec:
 
 def bare(events: list[ExecutorEvent]) -> list[ExecutorEvent]:
     """The events with task transitions reduced to (process, index, state): the times and
-    codes they carry are tested in test_task_records.py and test_k8s_task_records.py."""
+    codes they carry are tested in test_pod_task_records.py and test_k8s_task_records.py."""
     return [
         TaskChanged(e.process, e.index, e.state) if isinstance(e, TaskChanged) else e
         for e in events
