@@ -83,12 +83,17 @@ async def k8s_run(duration: float) -> dict[str, Any]:
                 )
 
                 def reached(process: str, index: int | None, state: Any) -> Callable[..., bool]:
-                    return lambda items: TaskChanged(process, index, state) in items
+                    wanted = (process, index, state)
+                    return lambda items: any(
+                        isinstance(item, TaskChanged)
+                        and (item.process, item.index, item.state) == wanted
+                        for item in items
+                    )
 
                 async def phase(process: str, indices: list[int | None], seconds: float) -> None:
                     pods = {index: fake.add_task_pod(RUN_ID, process, index) for index in indices}
                     for index in indices:
-                        await events.until(reached(process, index, TaskState.PENDING))
+                        await events.until(reached(process, index, TaskState.SUBMITTED))
                     for pod in pods.values():
                         fake.set_pod_phase(pod, "Running")
                     for index in indices:

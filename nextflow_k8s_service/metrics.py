@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 # Seconds: a 1-batch run with the default pacing takes ~10 s, 12 batches with slow pods minutes.
 RUN_DURATION_BUCKETS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600)
+#: Task durations in seconds: the demo's steps take seconds, a real pipeline's up to hours.
+TASK_DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
 
 
 class Metrics:
@@ -50,6 +52,14 @@ class Metrics:
         self.frames_dropped = Counter(
             "nks_frames_dropped",
             "Stream frames discarded for clients that fell too far behind.",
+            registry=self.registry,
+        )
+
+        self.task_duration = Histogram(
+            "nks_task_duration_seconds",
+            "Duration of finished tasks (start to finish), by process and final state.",
+            ["process", "state"],
+            buckets=TASK_DURATION_BUCKETS,
             registry=self.registry,
         )
 

@@ -64,12 +64,22 @@ _TERMINAL = frozenset(
 
 
 class TaskState(StrEnum):
-    """State of one task (one process invocation)."""
+    """State of one task (one process invocation); the last three are terminal.
+
+    `submitted`: handed to the backend (a task pod exists) but not running yet; `cancelled`:
+    stopped by a cancel or a shutdown of the run before it could finish.
+    """
 
     PENDING = "pending"
+    SUBMITTED = "submitted"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 
 
 class Counts(BaseModel):
@@ -77,9 +87,32 @@ class Counts(BaseModel):
 
     total: int = 0
     pending: int = 0
+    submitted: int = 0
     running: int = 0
     succeeded: int = 0
     failed: int = 0
+    cancelled: int = 0
+
+
+class TaskRecord(BaseModel):
+    """One task of a run and the times of its transitions (`GET /runs/{id}/tasks`, `task` frames).
+
+    Times come from the backend: the subprocesses (local) or the task pod (Kubernetes: creation,
+    container start and finish, whole seconds). `submitted_at <= started_at <= finished_at`.
+    """
+
+    process: str
+    index: int | None = Field(None, description="Batch index; null for REPORT.")
+    name: str = Field(description="Display name: `ANALYZE (3)`, `REPORT`.")
+    state: TaskState = TaskState.PENDING
+    submitted_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    duration_seconds: float | None = Field(
+        None, description="finished_at - started_at (or - submitted_at if it never started)."
+    )
+    exit_code: int | None = None
+    reason: str | None = Field(None, description="Why it failed or was cancelled.")
 
 
 class Progress(BaseModel):
@@ -89,6 +122,9 @@ class Progress(BaseModel):
     processes: dict[str, Counts] = Field(default_factory=dict)
     tasks: dict[str, TaskState] = Field(
         default_factory=dict, description="Task name (`GENERATE (3)`, `REPORT`) to its state."
+    )
+    task_records: list[TaskRecord] = Field(
+        default_factory=list, description="Every task with its times, in run order."
     )
 
 
@@ -223,6 +259,13 @@ class RunStartResponse(BaseModel):
     cancel_token: str | None = Field(None, description="Only for the caller that started the run.")
 
 
+class TasksResponse(BaseModel):
+    """`GET /demo/runs/{run_id}/tasks`: the run's task table, in run order."""
+
+    run_id: str
+    tasks: list[TaskRecord]
+
+
 class StatusResponse(BaseModel):
     active: bool
     run: RunDetail | None
@@ -320,7 +363,7 @@ class Report(BaseModel):
 
 # --- stream -------------------------------------------------------------------------------------
 
-FrameType = Literal["snapshot", "status", "progress", "log", "complete", "error"]
+FrameType = Literal["snapshot", "status", "progress", "task", "log", "complete", "error"]
 
 
 class RelayMessage(BaseModel):

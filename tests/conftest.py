@@ -91,11 +91,13 @@ def step_processes() -> list[psutil.Process]:
 
 
 class StreamReader:
-    """A WebSocket client of the stream that decodes frames and checks `seq` order."""
+    """A WebSocket client of the stream that decodes frames and checks `seq` order, and that
+    no run's `percent` ever goes down."""
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.frames: list[dict[str, Any]] = []
+        self.percents: dict[str, float] = {}
 
     async def next(self, timeout: float = 30) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
@@ -103,6 +105,11 @@ class StreamReader:
         frame: dict[str, Any] = json.loads(raw)
         expected = self.frames[-1]["seq"] + 1 if self.frames else 1
         assert frame["seq"] == expected, f"seq {frame['seq']} after {expected - 1}"
+        if frame["type"] == "progress" and frame["run_id"]:
+            last = self.percents.get(frame["run_id"], 0.0)
+            percent = frame["data"]["percent"]
+            assert percent >= last, f"percent of {frame['run_id']} went down: {last} -> {percent}"
+            self.percents[frame["run_id"]] = percent
         self.frames.append(frame)
         return frame
 

@@ -24,6 +24,7 @@ from nextflow_k8s_service.models import (
     RunStartResponse,
     RunSummary,
     StatusResponse,
+    TasksResponse,
 )
 from nextflow_k8s_service.services.preview import preview
 
@@ -192,6 +193,13 @@ async def get_history(
 @router.get("/runs/{run_id}", responses={**_NOT_FOUND, **_UNAVAILABLE})
 async def get_run(services: ServicesDep, run_id: str) -> RunDetail:
     return (await services.manager.get_run(run_id)).detail()
+
+
+@router.get("/runs/{run_id}/tasks", responses={**_NOT_FOUND, **_UNAVAILABLE})
+async def get_tasks(services: ServicesDep, run_id: str) -> TasksResponse:
+    """The run's tasks: state, submitted/started/finished times, duration, exit code, reason."""
+    run = await services.manager.get_run(run_id)
+    return TasksResponse(run_id=run.run_id, tasks=run.progress.task_records)
 
 
 @router.get(

@@ -40,11 +40,20 @@ class StatusChanged:
 
 @dataclass(frozen=True, slots=True)
 class TaskChanged:
-    """Task `process` (`GENERATE`, `ANALYZE`, `REPORT`) for batch `index` (None for REPORT)."""
+    """Task `process` (`GENERATE`, `ANALYZE`, `REPORT`) for batch `index` (None for REPORT).
+
+    The times, exit code and reason are what the backend knows at this transition; None means
+    "not known (yet)", never "cleared": consumers keep what an earlier event told them.
+    """
 
     process: str
     index: int | None
     state: TaskState
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

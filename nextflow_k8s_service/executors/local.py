@@ -9,7 +9,9 @@ Each run is driven by one named asyncio task owned by the executor. Every subpro
 its own session (process group), so cancelling a run, a failing step or `close()` can signal
 the whole group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
 On Linux a step also dies with the service process, even a SIGKILLed one (step_processes.py).
-Tasks killed while running are reported `failed`; tasks that never started stay `pending`.
+Tasks killed while running (a cancel, a shutdown, a failed sibling) are reported `cancelled`;
+tasks that never started stay `pending`. Each task's transition carries its times: submitted
+(the step is due), started (the spawn), finished (reaped), and the exit code.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from nextflow_k8s_service.config import Settings
 from nextflow_k8s_service.errors import ExecutorOperationError, ExecutorStartError
@@ -36,7 +39,7 @@ from nextflow_k8s_service.executors.base import (
     task_source,
 )
 from nextflow_k8s_service.executors.step_processes import step_command, sweep_leftover_steps
-from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState
+from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class _Run:
         self.procs: set[asyncio.subprocess.Process] = set()
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
+        self.deadline: float | None = None  # loop time of RUN_TIMEOUT_SECONDS
         self.running = False
         self.finished = False
 
@@ -72,11 +76,12 @@ class _Run:
     def log(self, message: str) -> None:
         self.emit(LogEmitted(source=CONTROLLER, message=message))
 
-    def task_state(self, process: str, index: int | None, state: TaskState) -> None:
+    def task_state(self, process: str, index: int | None, state: TaskState, **detail: Any) -> None:
+        """Emit a task's transition; `detail` holds `TaskChanged`'s times, exit code, reason."""
         if state is TaskState.RUNNING and not self.running:
             self.running = True
             self.emit(StatusChanged(RunStatus.RUNNING))
-        self.emit(TaskChanged(process=process, index=index, state=state))
+        self.emit(TaskChanged(process=process, index=index, state=state, **detail))
 
     def finish(self, status: RunStatus, message: str | None) -> None:
         """Emit the terminal status; later calls (and any later event) are ignored."""
@@ -219,6 +224,7 @@ class LocalExecutor:
             f"of {spec.rows_per_batch} rows"
         )
         timeout = self._settings.run_timeout_seconds
+        run.deadline = asyncio.get_running_loop().time() + timeout
         try:
             try:
                 async with asyncio.timeout(timeout):
@@ -289,8 +295,12 @@ class LocalExecutor:
         source = task_source(process, index)
         cwd = run.work_dir / (process.lower() if index is None else f"{process.lower()}_{index}")
         script = self._bin_dir / SCRIPTS[process]
+        submitted_at = utcnow()
         try:
             cwd.mkdir(exist_ok=True)
+            # Stamped before the spawn: the call returns only once the pipes are connected,
+            # when the child may have been running for a while on a busy loop.
+            started_at = utcnow()
             proc = await asyncio.create_subprocess_exec(
                 *step_command(script, args),
                 cwd=cwd,
@@ -302,10 +312,14 @@ class LocalExecutor:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         except OSError as exc:
-            run.task_state(process, index, TaskState.FAILED)
-            raise _StepFailed(f"{source} could not be started: {exc}") from exc
+            reason = f"{source} could not be started: {exc}"
+            finished = {"submitted_at": submitted_at, "finished_at": utcnow(), "reason": reason}
+            run.task_state(process, index, TaskState.FAILED, **finished)
+            raise _StepFailed(reason) from exc
         run.procs.add(proc)
-        run.task_state(process, index, TaskState.RUNNING)
+        run.task_state(
+            process, index, TaskState.RUNNING, submitted_at=submitted_at, started_at=started_at
+        )
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         try:
             # Both are pipes (PIPE above); the asserts only narrow the types.
@@ -315,18 +329,22 @@ class LocalExecutor:
                 _pump(run, source, proc.stdout, None), _pump(run, source, proc.stderr, tail)
             )
             code = await proc.wait()
+            finished_at = utcnow()
         except BaseException:
             await _terminate(proc)
-            run.task_state(process, index, TaskState.FAILED)
+            state, stopped = _stopped(run, proc)
+            run.task_state(process, index, state, **stopped)
             raise
         finally:
             if proc.returncode is not None:
                 run.procs.discard(proc)
         if code != 0:
-            run.task_state(process, index, TaskState.FAILED)
             detail = " | ".join(tail) if tail else "no output on stderr"
-            raise _StepFailed(f"{source} failed with exit code {code}: {detail}")
-        run.task_state(process, index, TaskState.SUCCEEDED)
+            reason = f"{source} failed with exit code {code}: {detail}"
+            ended = {"finished_at": finished_at, "exit_code": code, "reason": reason}
+            run.task_state(process, index, TaskState.FAILED, **ended)
+            raise _StepFailed(reason)
+        run.task_state(process, index, TaskState.SUCCEEDED, finished_at=finished_at, exit_code=0)
         return cwd
 
     async def _kill_all(self, run: _Run) -> None:
@@ -334,6 +352,17 @@ class LocalExecutor:
         for proc in list(run.procs):
             await _terminate(proc)
             run.procs.discard(proc)
+
+
+def _stopped(run: _Run, proc: asyncio.subprocess.Process) -> tuple[TaskState, dict[str, Any]]:
+    """State and detail of a task killed before it finished: failed when the run's time limit
+    killed it, else cancelled (by a cancel, a shutdown, or a failed sibling)."""
+    detail: dict[str, Any] = {"finished_at": utcnow(), "exit_code": proc.returncode}
+    if run.deadline is not None and asyncio.get_running_loop().time() >= run.deadline:
+        detail["reason"] = "killed at the run's time limit (RUN_TIMEOUT_SECONDS)"
+        return TaskState.FAILED, detail
+    detail["reason"] = run.cancel_reason or "stopped: the run ended before this task finished"
+    return TaskState.CANCELLED, detail
 
 
 def _cli(**options: object) -> list[str]:

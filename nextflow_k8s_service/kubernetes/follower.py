@@ -35,10 +35,10 @@ from nextflow_k8s_service.kubernetes.monitor import (
     job_outcome,
     pod_started,
     pod_task,
-    pod_task_state,
     pod_terminated,
     watch_objects,
 )
+from nextflow_k8s_service.kubernetes.task_records import pod_task_change
 from nextflow_k8s_service.models import RunStatus, TaskState
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class RunFollower:
         self._logs: dict[str, LogFollower] = {}
         self._status: RunStatus | None = None
         self._task_states: dict[Task, TaskState] = {}
+        self._task_changes: dict[Task, TaskChanged] = {}
         self._task_pods: dict[Task, str] = {}
         self._finishing = False
         self._finished = asyncio.Event()
@@ -128,11 +129,17 @@ class RunFollower:
         self._status = status
         self._queue.put_nowait(StatusChanged(status, message))
 
-    def _set_task(self, task: Task, state: TaskState) -> None:
-        if self._task_states.get(task) == state:
+    def _set_task(self, task: Task, state: TaskState, change: TaskChanged | None = None) -> None:
+        """Emit the task's transition: its new state, or what its pod shows (`change`, which
+        also carries times and exit code) when that differs from the last one emitted."""
+        if change is None and self._task_states.get(task) == state:
+            return
+        event = change or TaskChanged(task[0], task[1], state)
+        if self._task_changes.get(task) == event:
             return
         self._task_states[task] = state
-        self._queue.put_nowait(TaskChanged(task[0], task[1], state))
+        self._task_changes[task] = event
+        self._queue.put_nowait(event)
 
     def _emit_log(self, record: LogRecord) -> None:
         self._queue.put_nowait(LogEmitted(record.source, record.message, record.timestamp))
@@ -230,8 +237,9 @@ class RunFollower:
             self._task_pods[task] = uid  # a retry of the task: the newest pod speaks for it
         if self._task_pods.get(task, uid) != uid:
             return
-        if not (deleted and self.cancelling):
-            self._set_task(task, pod_task_state(pod, deleted=deleted, missed=event.missed))
+        change = pod_task_change(pod, deleted=deleted, missed=event.missed)
+        if change is not None and not (deleted and self.cancelling):
+            self._set_task(task, change.state, change)
         if deleted or pod_started(pod):
             self._follow_log(pod, task_source(*task))
 

@@ -164,8 +164,8 @@ class PipelineManager:
         # Shielded: a client that disconnects mid-request must not leave a half-started run
         # holding the lock. The launch task belongs to the supervisor, not to the request.
         launch = self._tasks.spawn(f"launch-{session.run_id}", self._launch(session))
-        await asyncio.shield(launch)
-        return StartOutcome(run=session.record, attached=False, cancel_token=token)
+        announced = await asyncio.shield(launch)
+        return StartOutcome(run=announced, attached=False, cancel_token=token)
 
     async def cancel(self, *, cancel_token: str | None, admin_token: str | None) -> RunRecord:
         """Cancel the active run and wait until it has ended. Raises `NoActiveRunError`,
@@ -280,7 +280,9 @@ class PipelineManager:
             analyze_seconds=self._settings.demo_analyze_seconds,
         )
 
-    async def _launch(self, session: RunSession) -> None:
+    async def _launch(self, session: RunSession) -> RunRecord:
+        """Announce and start the run; the run as announced (the status of the first stream
+        frames), copied before its session can move it on."""
         await session.announce()
         try:
             await self._executor.start(self._spec(session.record))
@@ -291,7 +293,9 @@ class PipelineManager:
             logger.exception("starting run %s failed", session.run_id)
             await session.fail_start(f"the executor could not start the run: {exc}")
             raise ExecutorStartError(f"the executor could not start the run: {exc}") from exc
+        announced = session.record.model_copy(deep=True)
         self._follow(session)
+        return announced
 
     def _follow(self, session: RunSession) -> None:
         self._sessions[session.run_id] = session

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,7 +25,15 @@ from nextflow_k8s_service.executors.base import (
     TaskChanged,
 )
 from nextflow_k8s_service.metrics import Metrics
-from nextflow_k8s_service.models import FrameType, RelayMessage, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.models import (
+    FrameType,
+    RelayMessage,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    TaskState,
+    utcnow,
+)
 from nextflow_k8s_service.services.log_streamer import LogStreamer
 from nextflow_k8s_service.services.progress import ProgressTracker
 from nextflow_k8s_service.services.reports import read_report, summarize
@@ -66,6 +75,7 @@ class RunSession:
         self._logs = LogStreamer(interval=log_interval)
         self._progress_dirty = False
         self._progress_sent_at = 0.0
+        self._timed: set[str] = set()
         self.cancel_message: str | None = None
 
     @property
@@ -117,6 +127,11 @@ class RunSession:
                 async with asyncio.timeout(timeout):
                     event = await queue.get()
             except TimeoutError:
+                # Python 3.11's asyncio.timeout turns a cancellation that lands together with
+                # the deadline into TimeoutError: a session being cancelled must still stop.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError from None
                 await self._flush(loop.time())
                 continue
             if event is None:
@@ -128,14 +143,27 @@ class RunSession:
                 if self._logs.full():
                     await self._flush_logs()
             elif isinstance(event, TaskChanged):
-                if self._tracker.apply(event):
-                    self._progress_dirty = True
-                    self._metrics.tasks.labels(event.process, event.state.value).inc()
+                if event.state is TaskState.CANCELLED and self.cancel_message:
+                    # Why the run stopped (a request, a shutdown) is known here, not below.
+                    event = dataclasses.replace(event, reason=self.cancel_message)
+                await self._task_changed(self._tracker.apply(event))
             elif isinstance(event, StatusChanged):
                 if event.status.terminal:
                     return await self._finish(event.status, event.message)
                 await self._flush(loop.time(), force=True)
                 await self._set_status(event.status, event.message)
+
+    async def _task_changed(self, record: TaskRecord | None) -> None:
+        """One task moved: a `task` frame now, progress (coalesced) soon, its duration timed."""
+        if record is None:
+            return
+        self._progress_dirty = True
+        self._metrics.tasks.labels(record.process, record.state.value).inc()
+        duration = record.duration_seconds
+        if record.state.terminal and duration is not None and record.name not in self._timed:
+            self._timed.add(record.name)
+            self._metrics.task_duration.labels(record.process, record.state.value).observe(duration)
+        await self._emit("task", record.model_dump(mode="json"))
 
     def _next_flush_in(self, now: float) -> float | None:
         waits = []
@@ -162,7 +190,10 @@ class RunSession:
         self._progress_sent_at = now
         self.record.progress = self._tracker.progress()
         await self._write()
-        await self._emit("progress", self.record.progress.model_dump(mode="json"))
+        # The task records travel as `task` frames; repeating all of them ten times a second
+        # to every client would multiply the stream's volume for nothing.
+        progress = self.record.progress.model_dump(mode="json", exclude={"task_records"})
+        await self._emit("progress", progress)
 
     async def _set_status(self, status: RunStatus, message: str | None) -> None:
         if status == self.record.status and message == self.record.message:
@@ -174,9 +205,12 @@ class RunSession:
 
     async def _finish(self, status: RunStatus, message: str | None) -> RunRecord | None:
         loop = asyncio.get_running_loop()
-        await self._flush(loop.time(), force=True)
         if status == RunStatus.CANCELLED and self.cancel_message:
             message = self.cancel_message
+        if status == RunStatus.CANCELLED:
+            for record in self._tracker.stop_unfinished(message or "cancelled"):
+                await self._task_changed(record)
+        await self._flush(loop.time(), force=True)
         report = None
         if status == RunStatus.SUCCEEDED:
             loaded = await read_report(self._results_root, self.run_id)

@@ -349,11 +349,15 @@ function renderProcesses(counts) {
     const pct = (value) => (total ? `${(100 * value) / total}%` : "0%");
     row.ok.style.width = pct(c.succeeded);
     row.run.style.width = pct(c.running);
-    row.bad.style.width = pct(c.failed);
+    row.bad.style.width = pct(c.failed + (c.cancelled || 0));
     setText(row.count, `${c.succeeded} / ${total}`);
     row.bar.setAttribute("aria-valuemax", String(total));
     row.bar.setAttribute("aria-valuenow", String(c.succeeded));
-    const extra = [c.running ? `${c.running} running` : "", c.failed ? `${c.failed} failed` : ""]
+    const extra = [
+      c.running ? `${c.running} running` : "",
+      c.failed ? `${c.failed} failed` : "",
+      c.cancelled ? `${c.cancelled} cancelled` : "",
+    ]
       .filter(Boolean)
       .join(", ");
     row.bar.setAttribute("aria-valuetext", `${c.succeeded} of ${total} done${extra ? `, ${extra}` : ""}`);

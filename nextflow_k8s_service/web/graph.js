@@ -4,7 +4,7 @@
 
 import { s } from "./dom.js";
 
-export const STATES = ["pending", "running", "succeeded", "failed"];
+export const STATES = ["pending", "submitted", "running", "succeeded", "failed", "cancelled"];
 
 export function taskName(process, index) {
   return index ? `${process} (${index})` : process;
@@ -174,7 +174,7 @@ export class PipelineGraph {
 
   paint() {
     if (!this.svg) return;
-    const counts = { pending: 0, running: 0, succeeded: 0, failed: 0 };
+    const counts = { pending: 0, submitted: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
     for (const [name, node] of this.nodes) {
       const state = this.state(name);
       counts[state] += 1;
@@ -197,6 +197,7 @@ export class PipelineGraph {
     const parts = [`${counts.succeeded} of ${total} tasks succeeded`];
     if (counts.running) parts.push(`${counts.running} running`);
     if (counts.failed) parts.push(`${counts.failed} failed`);
+    if (counts.cancelled) parts.push(`${counts.cancelled} cancelled`);
     const lanes = `${this.batchCount} batch${this.batchCount === 1 ? "" : "es"}`;
     this.title.textContent =
       this.mode === "preview"

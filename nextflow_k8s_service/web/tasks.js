@@ -56,7 +56,7 @@ export function processCounts(run, tasks) {
   const out = {};
   for (const process of PROCESSES) {
     const given = run && run.progress && run.progress.processes && run.progress.processes[process];
-    const counts = { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0 };
+    const counts = { total: 0, pending: 0, submitted: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
     for (const [name, value] of Object.entries(tasks)) {
       if (!name.startsWith(process)) continue;
       counts.total += 1;

@@ -48,7 +48,8 @@ async def test_full_run_streams_every_stage_and_one_complete(
     progress = [f["data"] for f in frames if f["type"] == "progress"]
     assert progress[-1]["percent"] == 100.0
     assert progress[-1]["processes"]["ANALYZE"] == {
-        "total": 3, "pending": 0, "running": 0, "succeeded": 3, "failed": 0
+        "total": 3, "pending": 0, "submitted": 0, "running": 0, "succeeded": 3, "failed": 0,
+        "cancelled": 0,
     }  # fmt: skip
     assert complete["data"]["status"] == "succeeded"
     assert complete["data"]["duration_seconds"] > 0

@@ -194,7 +194,12 @@ async def test_full_run_events_logs_and_report(
 
     # Dependencies: ANALYZE (i) after GENERATE (i); REPORT after every ANALYZE.
     def position(process: str, index: int | None, state: TaskState) -> int:
-        return events.index(TaskChanged(process, index, state))
+        wanted = (process, index, state)
+        return next(
+            i
+            for i, e in enumerate(events)
+            if isinstance(e, TaskChanged) and (e.process, e.index, e.state) == wanted
+        )
 
     for index in (1, 2, 3):
         assert position("ANALYZE", index, TaskState.RUNNING) > position(
@@ -203,6 +208,14 @@ async def test_full_run_events_logs_and_report(
         assert position("REPORT", None, TaskState.RUNNING) > position(
             "ANALYZE", index, TaskState.SUCCEEDED
         )
+
+    # Times: submitted and started with the spawn, finished with the exit (code 0).
+    for e in tasks:
+        if e.state is TaskState.RUNNING:
+            assert e.submitted_at is not None and e.started_at is not None
+            assert e.submitted_at <= e.started_at and e.finished_at is None
+        if e.state is TaskState.SUCCEEDED:
+            assert e.finished_at is not None and e.exit_code == 0
 
     # Log lines, tagged with their task (or `controller`).
     logs = [e for e in events if isinstance(e, LogEmitted)]
@@ -315,8 +328,11 @@ async def test_cancel_kills_every_subprocess_and_ends_cancelled(
     assert terminal(events).status is RunStatus.CANCELLED
     states = task_states(events)
     for index in (1, 2, 3):
-        assert states[f"GENERATE ({index})"][-1] is TaskState.FAILED
+        assert states[f"GENERATE ({index})"][-1] is TaskState.CANCELLED
         assert states[f"ANALYZE ({index})"] == [TaskState.PENDING]
+    stopped = [e for e in events if isinstance(e, TaskChanged) and e.state is TaskState.CANCELLED]
+    assert len(stopped) == 3
+    assert all(e.reason == "cancelled on request" and e.finished_at for e in stopped)
     assert states["REPORT"] == [TaskState.PENDING]
     assert not (settings.results_root / spec.run_id / "report.json").exists()
     # Idempotent, and a no-op for a finished or unknown run.
@@ -381,7 +397,8 @@ async def test_failing_step_ends_failed_with_its_stderr_tail(
     states = task_states(events)
     assert states["ANALYZE (1)"] == [TaskState.PENDING, TaskState.RUNNING, TaskState.FAILED]
     for index in (2, 3):
-        assert states[f"ANALYZE ({index})"][-1] in (TaskState.PENDING, TaskState.FAILED)
+        # Killed because their sibling failed: stopped, not failed themselves.
+        assert states[f"ANALYZE ({index})"][-1] in (TaskState.PENDING, TaskState.CANCELLED)
     assert states["REPORT"] == [TaskState.PENDING]
     assert step_processes(workflow_dir) == {}
 

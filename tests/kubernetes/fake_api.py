@@ -422,6 +422,33 @@ class FakeKubernetes:
         self.create("pods", pod)
         return name
 
+    def run_task_container(self, name: str, *, exit_code: int | None = None) -> None:
+        """The kubelet's view of a task pod: started now (`exit_code` None: phase Running,
+        `state.running.startedAt`), or finished now with `exit_code` (phase Succeeded / Failed,
+        `state.terminated`). Like the API, times are whole seconds."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+        def mutate(pod: Obj) -> None:
+            status = pod["status"]
+            container = pod["spec"]["containers"][0]["name"]
+            previous = (status.get("containerStatuses") or [{}])[0].get("state") or {}
+            started = (previous.get("running") or {}).get("startedAt", now)
+            if exit_code is None:
+                status["phase"], state = "Running", {"running": {"startedAt": now}}
+            else:
+                status["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+                state = {
+                    "terminated": {
+                        "exitCode": exit_code,
+                        "reason": "Completed" if exit_code == 0 else "Error",
+                        "startedAt": started,
+                        "finishedAt": now,
+                    }
+                }
+            status["containerStatuses"] = [{"name": container, "state": state}]
+
+        self.update("pods", name, mutate)
+
     def append_log(self, pod: str, *messages: str, same_timestamp: bool = False) -> None:
         lines = self.logs.setdefault(pod, [])
         nanos = max(time.time_ns(), self._last_log_nanos + 1)

@@ -22,11 +22,13 @@ def test_progress_counts_each_process_and_ignores_unknown_tasks() -> None:
     assert tracker.apply(TaskChanged("ANALYZE", 2, TaskState.FAILED))
     progress = tracker.progress()
     assert progress.processes["GENERATE"].model_dump() == {
-        "total": 2, "pending": 1, "running": 0, "succeeded": 1, "failed": 0
+        "total": 2, "pending": 1, "submitted": 0, "running": 0, "succeeded": 1, "failed": 0,
+        "cancelled": 0,
     }  # fmt: skip
     assert progress.processes["ANALYZE"].failed == 1
     assert progress.tasks["GENERATE (1)"] == TaskState.SUCCEEDED
-    assert progress.percent == 20.0
+    # A failed task is finished: it counts as done, so a failure never moves the bar back.
+    assert progress.percent == 40.0
     for process, index in [("GENERATE", 2), ("ANALYZE", 1), ("ANALYZE", 2), ("REPORT", None)]:
         tracker.apply(TaskChanged(process, index, TaskState.SUCCEEDED))
     assert tracker.progress().percent == 100.0

@@ -249,6 +249,11 @@ async def test_starter_cancels_and_every_visitor_sees_it(
         await expect(visitor.page.locator("#graph .node[data-task='REPORT']")).to_have_attribute(
             "data-state", "pending"
         )
+        # The tasks the cancel stopped read as cancelled, not failed.
+        for name in ("GENERATE (1)", "GENERATE (2)"):
+            node = visitor.page.locator(f"#graph .node[data-task='{name}']")
+            await expect(node).to_have_attribute("data-state", "cancelled")
+        await expect(visitor.page.locator(".legend [data-state='cancelled']")).to_be_visible()
         await expect(visitor.page.locator("#cancel-btn")).to_be_hidden()
         await expect(visitor.page.locator("#run-btn")).to_be_enabled()
         await expect(visitor.page.locator("#report")).to_be_hidden()
