@@ -29,6 +29,18 @@ Obj = dict[str, Any]
 Kind = Literal["jobs", "pods"]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
+_REFUSED = (401, 403)
+
+
+def _call_kind(what: str) -> str:
+    """`watch pods`, `read Job`: what a refusal is about, without object names."""
+    return " ".join(what.split()[:2])
+
+
+def watch_deadline(timeout_seconds: int) -> float:
+    """Seconds after which a watch the server should have ended at `timeout_seconds` is
+    abandoned as stalled (an open connection that stopped sending)."""
+    return timeout_seconds * 1.1 + 1
 
 
 def _status_error(what: str, status: int, body: bytes | str | None) -> ExecutorOperationError:
@@ -56,6 +68,18 @@ class KubeApi:
         self._batch = BatchV1Api(api_client)
         self.namespace = namespace
         self.request_timeout = request_timeout
+        self._refusals: dict[str, str] = {}
+
+    def refusals(self) -> dict[str, str]:
+        """Kinds of call (`watch pods`) whose last answer was 401/403 -> that error's text."""
+        return dict(self._refusals)
+
+    def _note(self, what: str, error: ExecutorOperationError | None) -> None:
+        kind = _call_kind(what)
+        if error is None:
+            self._refusals.pop(kind, None)
+        elif error.status in _REFUSED:
+            self._refusals[kind] = str(error)
 
     # --- one-shot calls -----------------------------------------------------------------------
 
@@ -73,11 +97,16 @@ class KubeApi:
                 finally:
                     response.release()
         except ApiException as exc:
-            raise _status_error(what, exc.status or 0, exc.body) from exc
+            error = _status_error(what, exc.status or 0, exc.body)
+            self._note(what, error)
+            raise error from exc
         except _TRANSPORT_ERRORS as exc:
             raise ExecutorOperationError(f"{what}: Kubernetes API unreachable: {exc!r}") from exc
         if not 200 <= response.status < 300:
-            raise _status_error(what, response.status, body)
+            error = _status_error(what, response.status, body)
+            self._note(what, error)
+            raise error
+        self._note(what, None)
         try:
             result: Obj = json.loads(body)
         except ValueError as exc:
@@ -126,13 +155,47 @@ class KubeApi:
             "create ConfigMap", self._core.create_namespaced_config_map, body=body
         )
 
-    async def delete_pods(self, *, label_selector: str) -> None:
+    async def delete_pods(self, *, label_selector: str, grace_seconds: int | None = None) -> None:
+        """Delete the selected pods; `grace_seconds` overrides their termination grace period."""
+        kwargs: dict[str, Any] = {}
+        if grace_seconds is not None:
+            kwargs["grace_period_seconds"] = grace_seconds
         await self._call(
             f"delete pods {label_selector}",
             self._core.delete_collection_namespaced_pod,
             label_selector=label_selector,
             propagation_policy="Background",
+            **kwargs,
         )
+
+    async def list_events(self, *, field_selector: str) -> Obj:
+        """Events (core/v1) of the namespace, e.g. the FailedCreate of a Job."""
+        return await self._call(
+            "list events", self._core.list_namespaced_event, field_selector=field_selector
+        )
+
+    async def pod_log_tail(self, pod: str, *, container: str, lines: int) -> list[str]:
+        """The last `lines` lines of a container's log (no follow)."""
+        what = f"log of pod {pod}"
+        response = await self._open_stream(
+            what,
+            lambda: self._core.read_namespaced_pod_log(
+                name=pod,
+                namespace=self.namespace,
+                container=container,
+                tail_lines=lines,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+            ),
+        )
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                body: bytes = await response.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise ExecutorOperationError(f"{what}: {exc!r}") from exc
+        finally:
+            response.close()
+        return body.decode("utf-8", "replace").splitlines()
 
     async def list_objects(
         self, kind: Kind, *, label_selector: str | None = None, field_selector: str | None = None
@@ -182,7 +245,10 @@ class KubeApi:
                 **_selectors(label_selector, field_selector),
             ),
         )
-        async with aclosing(_lines(what, response)) as lines:
+        # The server ends the watch after timeout_seconds; one that outlives that by far has
+        # stalled on an open connection (no bytes, no close): end it, the caller resumes.
+        deadline = asyncio.get_running_loop().time() + watch_deadline(timeout_seconds)
+        async with aclosing(_lines(what, response, deadline=deadline)) as lines:
             async for line in lines:
                 if not line.strip():
                     continue
@@ -241,14 +307,19 @@ class KubeApi:
             async with asyncio.timeout(self.request_timeout):
                 response: Any = await call()
         except ApiException as exc:
-            raise _status_error(what, exc.status or 0, exc.body) from exc
+            error = _status_error(what, exc.status or 0, exc.body)
+            self._note(what, error)
+            raise error from exc
         except _TRANSPORT_ERRORS as exc:
             raise ExecutorOperationError(f"{what}: Kubernetes API unreachable: {exc!r}") from exc
         if not 200 <= response.status < 300:
             try:
-                raise _status_error(what, response.status, await _read_quietly(response))
+                error = _status_error(what, response.status, await _read_quietly(response))
+                self._note(what, error)
+                raise error
             finally:
                 response.close()
+        self._note(what, None)
         return response
 
 
@@ -261,12 +332,21 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> dict[s
     return kwargs
 
 
-async def _lines(what: str, response: Any) -> AsyncGenerator[bytes, None]:
-    """The raw lines of a streaming response until the server closes it; closes it after."""
+async def _lines(
+    what: str, response: Any, *, deadline: float | None = None
+) -> AsyncGenerator[bytes, None]:
+    """The raw lines of a streaming response until the server closes it (or, with a loop-time
+    `deadline`, until then: a stall is logged and ends the stream); closes it after."""
     try:
         while True:
             try:
-                line: bytes = await response.content.readline()
+                async with asyncio.timeout_at(deadline):
+                    line: bytes = await response.content.readline()
+            except TimeoutError:
+                if deadline is None or asyncio.get_running_loop().time() < deadline:
+                    raise ExecutorOperationError(f"{what}: stream timed out") from None
+                logger.warning("%s: no end of stream by its deadline; reopening it", what)
+                return
             except _TRANSPORT_ERRORS as exc:
                 raise ExecutorOperationError(f"{what}: stream broken: {exc!r}") from exc
             if not line:
