@@ -376,6 +376,7 @@ class FakeKubernetes:
             )
 
     async def _stream_ended(self) -> None:
+        self._changed()
         async with self._streams_changed:
             self._streams_changed.notify_all()
 
@@ -847,6 +848,7 @@ class FakeKubernetes:
             return response
         watcher = _Watcher(resource, namespace, labels, fields)
         self._watchers.add(watcher)
+        self._changed()
         # Replay synchronously with the registration: no event is missed or repeated.
         if since:
             backlog = [
