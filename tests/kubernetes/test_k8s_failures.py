@@ -80,8 +80,12 @@ async def service(
     start_server: Any,
     open_stream: Any,
 ) -> AsyncIterator[Service]:
-    settings = k8s_settings(controller_cpu_limit="1")
-    server = await start_server(settings, executor=await make_executor(controller_cpu_limit="1"))
+    # A long request timeout: the client-side read timeout of a watch (timeout + request
+    # timeout) then cannot be what rescues a stalled watch within the test's bound.
+    overrides = {"controller_cpu_limit": "1", "kube_request_timeout_seconds": 30}
+    server = await start_server(
+        k8s_settings(**overrides), executor=await make_executor(**overrides)
+    )
     stream: StreamReader = await open_stream(server.ws_url)
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
         yield Service(fake, client, stream)
