@@ -138,8 +138,8 @@ class Settings(BaseSettings):
         None, min_length=8, description="Bearer token that may cancel any run."
     )
     nextflow_namespace: str = Field("nextflow", description="Namespace of Jobs and task pods.")
-    nextflow_image: str = Field("nextflow/nextflow:25.04.7", description="Controller image.")
-    nextflow_version: str = Field("25.04.7", description="Nextflow version the controller pins.")
+    nextflow_image: str = Field("nextflow/nextflow:25.04.8", description="Controller image.")
+    nextflow_version: str = Field("25.04.8", description="Nextflow version the controller pins.")
     nextflow_plugins_dir: str | None = Field(
         None,
         description="Plugins directory baked into the controller image (NXF_PLUGINS_DIR); "

@@ -14,7 +14,7 @@ RUN = "r0123456789a"
 LABELS = {
     "app.kubernetes.io/name": "nextflow",
     "app.kubernetes.io/instance": f"nextflow-{RUN}",
-    "app.kubernetes.io/version": "25.04.7",
+    "app.kubernetes.io/version": "25.04.8",
     "app.kubernetes.io/component": "controller",
     "app.kubernetes.io/part-of": "nextflow-k8s-service",
     "app.kubernetes.io/managed-by": "nextflow-k8s-service",
@@ -92,7 +92,7 @@ def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -
                     "containers": [
                         {
                             "name": "nextflow",
-                            "image": "nextflow/nextflow:25.04.7",
+                            "image": "nextflow/nextflow:25.04.8",
                             "imagePullPolicy": "IfNotPresent",
                             "command": [
                                 "nextflow",
@@ -109,7 +109,7 @@ def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -
                             # The baked framework, no update check, Nextflow's own files on
                             # the pod-local scratch volume.
                             "env": [
-                                {"name": "NXF_VER", "value": "25.04.7"},
+                                {"name": "NXF_VER", "value": "25.04.8"},
                                 {"name": "NXF_DIST", "value": "/.nextflow/framework"},
                                 {"name": "NXF_HOME", "value": "/tmp/nextflow-home"},
                                 {"name": "NXF_CACHE_DIR", "value": "/tmp/nextflow-cache"},
