@@ -1,9 +1,13 @@
-"""controller.Dockerfile: the offline controller image agrees with the Job the service builds."""
+"""controller.Dockerfile (the offline controller image) and k8s/extras/workspace-owner.yaml agree
+with the Job the service builds."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import yaml
 
 from nextflow_k8s_service.config import load_settings
 from nextflow_k8s_service.executors.base import RunSpec
@@ -59,3 +63,17 @@ def test_offline_settings_point_the_job_at_the_baked_plugins() -> None:
     assert env["NXF_OFFLINE"] == "true"
     assert env["NXF_DIST"] == jobs.IMAGE_FRAMEWORK_DIR
     assert env["NXF_DISABLE_CHECK_LATEST"] == "true"
+
+
+def test_workspace_owner_job_hands_the_volume_to_the_run_user() -> None:
+    job = yaml.safe_load((REPO / "k8s" / "extras" / "workspace-owner.yaml").read_text())
+    kubernetes_validate.validate(job, "1.31.0", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert (
+        f"chown {jobs.RUN_AS_UID}:{jobs.RUN_AS_UID} {jobs.WORKSPACE_MOUNT}"
+        in (container["command"][-1])
+    )
+    (volume,) = pod["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == load_settings().workspace_pvc
+    assert container["securityContext"]["capabilities"]["add"] == ["CHOWN", "FOWNER"]
