@@ -35,12 +35,8 @@ from nextflow_k8s_service.executors.base import (
 )
 from nextflow_k8s_service.kubernetes import jobs
 from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
-from nextflow_k8s_service.kubernetes.diagnosis import (
-    controller_failure,
-    image_failure,
-    nextflow_error,
-    quota_refusal,
-)
+from nextflow_k8s_service.kubernetes.diagnosis import image_failure
+from nextflow_k8s_service.kubernetes.explain import controller_refusal, failure_cause
 from nextflow_k8s_service.kubernetes.logs import LOG_READ_TIMEOUT_SECONDS, LogFollower, LogRecord
 from nextflow_k8s_service.kubernetes.monitor import (
     REFUSED_STATUSES,
@@ -322,34 +318,19 @@ class RunFollower:
     async def _check_admission(self) -> None:
         """While the Job has no pod, read its events: a refused pod (ResourceQuota, admission
         webhooks) leaves the Job without pod or condition, so the run would wait for ever."""
-        job = jobs.job_name(self.run_id)
-        selector = f"involvedObject.kind=Job,involvedObject.name={job}"
         while self._controller is None:
             await asyncio.sleep(self._timing.admission_check_seconds)
             if self._controller is not None:
                 return
             try:
-                listing = await self._api.list_events(field_selector=selector)
+                refusal = await controller_refusal(self._api, self.run_id)
             except ExecutorOperationError as exc:
                 if exc.status in REFUSED_STATUSES:
                     raise
                 logger.warning("run %s: cannot read the Job's events: %s", self.run_id, exc)
                 continue
-            refusals = [
-                str(event.get("message") or "")
-                for event in listing.get("items") or []
-                if event.get("reason") == "FailedCreate"
-            ]
-            if refusals and self._controller is None:
-                quota = quota_refusal(refusals)
-                why = (
-                    f"{quota}: the namespace's ResourceQuota is used up" if quota else refusals[-1]
-                )
-                await self._finish(
-                    RunStatus.FAILED,
-                    f"Kubernetes refused the Nextflow controller pod ({why})",
-                    cleanup=True,
-                )
+            if refusal is not None and self._controller is None:
+                await self._finish(RunStatus.FAILED, refusal, cleanup=True)
                 return
 
     # --- the end ------------------------------------------------------------------------------
@@ -387,46 +368,19 @@ class RunFollower:
                     await asyncio.wait(pending, timeout=self._timing.drain_timeout)
                 await self._reconcile_tasks(status)
                 if explain:
-                    message = await self._explain(message)
+                    cause = await failure_cause(
+                        self._api,
+                        self.run_id,
+                        controller=self._controller,
+                        controller_log=self._controller_lines,
+                        task_failures=self._task_failures,
+                    )
+                    message = cause or message
             await self._cancel_tasks(log_tasks)
             self._queue.put_nowait(StatusChanged(status, message))
             logger.info("run %s: %s%s", self.run_id, status, f" ({message})" if message else "")
         finally:
             self._finished.set()
-
-    async def _explain(self, fallback: str | None) -> str | None:
-        """The real cause of a failed run, or `fallback` (the Job's condition) if none is found."""
-        pod = self._controller
-        try:
-            listing = await self._api.list_objects(
-                "pods", label_selector=jobs.controller_pod_selector(self.run_id)
-            )
-            pod = next(iter(listing.get("items") or []), pod)
-        except ExecutorOperationError as exc:
-            logger.warning("run %s: cannot read the controller pod: %s", self.run_id, exc)
-        failure = controller_failure(pod) if pod else None
-        if pod is not None and failure is not None:
-            if not failure.init:
-                return failure.message
-            name = str((pod.get("metadata") or {}).get("name"))
-            try:
-                tail = await self._api.pod_log_tail(name, container=failure.container, lines=5)
-            except ExecutorOperationError:
-                tail = []
-            lines = [line for line in tail if line.strip()]
-            return f"{failure.message}: {' | '.join(lines)}" if lines else failure.message
-        lines = list(self._controller_lines)
-        quota = quota_refusal(lines)
-        if quota:
-            return (
-                f"Kubernetes refused a task pod ({quota}): the namespace's ResourceQuota is used up"
-            )
-        for task, why in self._task_failures.items():
-            return f"task {task_source(*task)} failed: {why}"
-        error = nextflow_error(lines)
-        if error:
-            return f"Nextflow: {error}"
-        return fallback
 
     async def _reconcile_tasks(self, status: RunStatus) -> None:
         """Bring the task states up to date with one final list, then tidy up."""
