@@ -285,3 +285,18 @@ async def test_a_new_run_waits_for_the_previous_runs_pods(
         if not starting.done():
             starting.cancel()
     assert fake.names("jobs") == [f"nextflow-{run_id}"]
+
+
+async def test_a_controller_image_that_cannot_be_pulled_fails_the_run_at_once(
+    service: Service, fake: FakeKubernetes
+) -> None:
+    run_id, _ = await service.start()
+    # Without the service, the Job would only fail at its deadline (the pod stays Pending).
+    fake.set_image_pull_failure(fake.controller_pod(run_id))
+    run = await service.finished(run_id, within=30)
+    assert run["status"] == "failed"
+    assert run["message"] == (
+        "the Nextflow controller's image nextflow/nextflow:25.04.8 cannot be pulled "
+        '(ImagePullBackOff: Back-off pulling image "nextflow/nextflow:25.04.8")'
+    )
+    await service.released(run_id, job_deleted=True)
