@@ -114,17 +114,17 @@ class RunFollower:
         """Run one task; if it fails, end the run (see the module docstring)."""
         try:
             await coro
-        except ExecutorOperationError as exc:
-            if exc.status not in REFUSED_STATUSES:
-                raise
-            logger.error("run %s: %s: permission refused: %s", self.run_id, name, exc)
-            await self._finish(
-                RunStatus.FAILED,
-                f"the service cannot follow the run, Kubernetes refuses it: {exc} (grant this "
-                "permission to the service's account, k8s/base/rbac.yaml); the run was stopped",
-                cleanup=True,
-            )
         except Exception as exc:
+            if isinstance(exc, ExecutorOperationError) and exc.status in REFUSED_STATUSES:
+                logger.error("run %s: %s: permission refused: %s", self.run_id, name, exc)
+                await self._finish(
+                    RunStatus.FAILED,
+                    f"the service cannot follow the run, Kubernetes refuses it: {exc} (grant "
+                    "this permission to the service's account, k8s/base/rbac.yaml); the run "
+                    "was stopped",
+                    cleanup=True,
+                )
+                return
             logger.exception("run %s: task %s failed", self.run_id, name)
             await self._finish(
                 RunStatus.UNKNOWN,
