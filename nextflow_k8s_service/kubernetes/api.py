@@ -37,10 +37,11 @@ def _call_kind(what: str) -> str:
     return " ".join(what.split()[:2])
 
 
-def watch_deadline(timeout_seconds: int) -> float:
-    """Seconds after which a watch the server should have ended at `timeout_seconds` is
-    abandoned as stalled (an open connection that stopped sending)."""
-    return timeout_seconds * 1.1 + 1
+def server_watch_timeout(timeout_seconds: int) -> int:
+    """The `timeoutSeconds` asked of the server for a watch of `timeout_seconds`: a tenth less,
+    so that a watch still open at `timeout_seconds` has stalled (an open connection that
+    stopped sending) and is abandoned then."""
+    return max(1, timeout_seconds - max(1, timeout_seconds // 10))
 
 
 def _status_error(what: str, status: int, body: bytes | str | None) -> ExecutorOperationError:
@@ -219,7 +220,8 @@ class KubeApi:
     ) -> AsyncGenerator[Obj, None]:
         """Yield the watch events (`{"type", "object"}`) after `resource_version`.
 
-        Ends when the server closes the stream (its `timeout_seconds` elapsed). An `ERROR` event
+        Ends when the server closes the stream (after `server_watch_timeout(timeout_seconds)`),
+        or at `timeout_seconds` if it has not by then (a stall). An `ERROR` event
         is raised as `ExecutorOperationError` with the Status code (410 = resourceVersion too
         old: re-list). The response is closed when the generator is closed (use `aclosing`).
         """
@@ -227,8 +229,8 @@ class KubeApi:
             self._batch.list_namespaced_job if kind == "jobs" else self._core.list_namespaced_pod
         )
         what = f"watch {kind}"
-        # The server ends the watch after timeout_seconds; the client-side read timeout only
-        # catches a connection that went silent (no event, no close) for longer than that.
+        # The server ends the watch before timeout_seconds, the deadline below ends a stalled
+        # one at timeout_seconds; the socket read timeout is only a last resort.
         timeout = aiohttp.ClientTimeout(
             sock_connect=self.request_timeout, sock_read=timeout_seconds + self.request_timeout
         )
@@ -238,16 +240,16 @@ class KubeApi:
                 namespace=self.namespace,
                 watch=True,
                 resource_version=resource_version,
-                timeout_seconds=timeout_seconds,
+                timeout_seconds=server_watch_timeout(timeout_seconds),
                 allow_watch_bookmarks=True,
                 _preload_content=False,
                 _request_timeout=timeout,
                 **_selectors(label_selector, field_selector),
             ),
         )
-        # The server ends the watch after timeout_seconds; one that outlives that by far has
-        # stalled on an open connection (no bytes, no close): end it, the caller resumes.
-        deadline = asyncio.get_running_loop().time() + watch_deadline(timeout_seconds)
+        # A watch the server has not ended by timeout_seconds has stalled on an open
+        # connection (no bytes, no close): end it, the caller resumes.
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
         async with aclosing(_lines(what, response, deadline=deadline)) as lines:
             async for line in lines:
                 if not line.strip():

@@ -219,7 +219,7 @@ async def test_a_silently_stalled_watch_is_resumed_and_the_run_completes(
     fake.delete("pods", pod)
     fake.set_pod_phase(controller, "Succeeded")
     fake.set_job_conditions(f"nextflow-{run_id}", ("Complete", "CompletionsReached", ""))
-    # The FAST watch timeout is 5 s: a stall is given up within 6.5 s.
+    # The FAST watch timeout is 5 s: a stalled watch is given up after 5 s.
     run = await service.finished(run_id, within=20)
     assert run["status"] == "succeeded"
     assert fake.calls.count(("watch", "batch", "jobs")) > watches_before
