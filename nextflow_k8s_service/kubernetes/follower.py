@@ -390,10 +390,17 @@ class RunFollower:
             for pod in listing.get("items") or []:
                 self._on_task_pod(WatchEvent("MODIFIED", pod))
             if status is not RunStatus.SUCCEEDED and listing.get("items"):
-                # Nextflow keeps failed task pods; they have no owner, nothing else removes them.
+                # Nextflow keeps failed task pods, and a run aborted by Nextflow or ended by
+                # the service leaves the others; they have no owner, nothing else removes them.
                 await self._api.delete_pods(label_selector=selector)
         except ExecutorOperationError as exc:
             logger.warning("run %s: final task reconciliation failed: %s", self.run_id, exc)
+        if status is not RunStatus.SUCCEEDED:
+            # The run is over: a task still pending or running will not finish.
+            unfinished = (TaskState.PENDING, TaskState.RUNNING)
+            for task, state in list(self._task_states.items()):
+                if state in unfinished:
+                    self._set_task(task, TaskState.FAILED)
         if status is RunStatus.SUCCEEDED:
             # The pipeline completed, so every task did (pods deleted unseen included).
             batches = range(1, self.spec.batch_count + 1)

@@ -109,6 +109,7 @@ async def test_quota_refusing_a_task_pod_fails_the_run_naming_the_quota(
     assert "exceeded quota: nextflow-homelab" in run["message"]
     assert "ResourceQuota" in run["message"]
     assert "BackoffLimitExceeded" not in run["message"]
+    assert run["progress"]["tasks"]["GENERATE (1)"] == "failed"  # killed with the run
     await service.released(run_id, job_deleted=False)  # the running GENERATE (1) pod too
 
 
