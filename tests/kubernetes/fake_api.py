@@ -36,11 +36,13 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.kubernetes.fake_failures import FailureScenarios
 from tests.kubernetes.fake_policy import (
     RUNNER_USER,
     SERVICE_USER,
     TERMINAL,
     Quota,
+    Refused,
     Rules,
     forbidden_message,
     manifest_rules,
@@ -53,10 +55,6 @@ _KINDS = {"jobs": "Job", "pods": "Pod", "configmaps": "ConfigMap", "events": "Ev
 _API_VERSIONS = {"jobs": "batch/v1", "pods": "v1", "configmaps": "v1", "events": "v1"}
 _DROP = object()
 _STALL = object()
-
-
-class Refused(Exception):
-    """A create refused at admission (quota) or by RBAC; the message is the API server's."""
 
 
 def rfc3339nano(nanos: int) -> str:
@@ -180,7 +178,7 @@ async def _close(response: web.StreamResponse) -> None:
         await response.write_eof()
 
 
-class FakeKubernetes:
+class FakeKubernetes(FailureScenarios):
     """The fake API server and the scenario driver; see the module docstring."""
 
     def __init__(self, namespace: str = "nextflow") -> None:
@@ -622,94 +620,6 @@ class FakeKubernetes:
         }
         self.create("pods", pod)
         return name
-
-    def nextflow_submit(self, run_id: str, process: str, index: int | None) -> str | None:
-        """Nextflow submits a task; a refused pod (403) aborts the run as nf-k8s 1.0 does: the
-        error in the controller's log, the controller exits 1, the Job fails. None then."""
-        try:
-            return self.add_task_pod(run_id, process, index)
-        except Refused as refusal:
-            body = json.dumps(status_body(403, "Forbidden", str(refusal)), indent=2)
-            controller = self.controller_pod(run_id)
-            self.append_log(
-                controller,
-                f"ERROR ~ Request POST /api/v1/namespaces/{self.namespace}/pods returned an "
-                "error code=403",
-                "",
-                *body.splitlines(),
-            )
-            self.end_controller(run_id, exit_code=1, reason="Error")
-            return None
-
-    def end_controller(self, run_id: str, *, exit_code: int, reason: str) -> None:
-        """The controller container terminates; a non-zero exit fails the Job (backoffLimit 0)."""
-        controller = self.controller_pod(run_id)
-        terminated = {"exitCode": exit_code, "reason": reason}
-
-        def mutate(pod: Obj) -> None:
-            pod["status"]["phase"] = "Succeeded" if exit_code == 0 else "Failed"
-            pod["status"]["containerStatuses"] = [
-                {
-                    "name": pod["spec"]["containers"][0]["name"],
-                    "image": pod["spec"]["containers"][0].get("image"),
-                    "state": {"terminated": terminated},
-                }
-            ]
-
-        self.update("pods", controller, mutate)
-        self._fail_or_complete(run_id, exit_code)
-
-    def fail_init_container(self, run_id: str, *lines: str, exit_code: int = 1) -> None:
-        """The controller's init container fails (writing `lines`); so does the Job."""
-        controller = self.controller_pod(run_id)
-        pod = self.get("pods", controller)
-        assert pod is not None
-        init = pod["spec"]["initContainers"][0]["name"]
-        self.append_log(f"{controller}:{init}", *lines)
-
-        def mutate(pod: Obj) -> None:
-            pod["status"]["phase"] = "Failed"
-            pod["status"]["initContainerStatuses"] = [
-                {
-                    "name": init,
-                    "image": pod["spec"]["initContainers"][0].get("image"),
-                    "state": {"terminated": {"exitCode": exit_code, "reason": "Error"}},
-                }
-            ]
-
-        self.update("pods", controller, mutate)
-        self._fail_or_complete(run_id, exit_code)
-
-    def _fail_or_complete(self, run_id: str, exit_code: int) -> None:
-        job = f"nextflow-{run_id}"
-        if exit_code == 0:
-            self.set_job_conditions(job, ("SuccessCriteriaMet", "CompletionsReached", ""))
-            self.set_job_conditions(job, ("Complete", "CompletionsReached", ""))
-            return
-        limit = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-        self.set_job_conditions(job, ("FailureTarget", *limit))
-        self.set_job_conditions(job, ("Failed", *limit))
-
-    def set_image_pull_failure(self, pod: str, reason: str = "ImagePullBackOff") -> None:
-        """The kubelet cannot pull the pod's image: it stays Pending, waiting."""
-
-        def mutate(obj: Obj) -> None:
-            container = obj["spec"]["containers"][0]
-            image = container.get("image")
-            obj["status"]["containerStatuses"] = [
-                {
-                    "name": container["name"],
-                    "image": image,
-                    "state": {
-                        "waiting": {
-                            "reason": reason,
-                            "message": f'Back-off pulling image "{image}"',
-                        }
-                    },
-                }
-            ]
-
-        self.update("pods", pod, mutate)
 
     def append_log(self, pod: str, *messages: str, same_timestamp: bool = False) -> None:
         lines = self.logs.setdefault(pod, [])

@@ -42,6 +42,10 @@ def _rendered_rules() -> tuple[tuple[str, frozenset[tuple[str, str, str]]], ...]
     return tuple((user, frozenset(rules)) for user, rules in grants.items())
 
 
+class Refused(Exception):
+    """A create refused at admission (quota) or by RBAC; the message is the API server's."""
+
+
 def manifest_rules() -> Rules:
     """user -> granted (verb, group, resource), from the Roles the manifests bind."""
     return {user: set(rules) for user, rules in _rendered_rules()}
