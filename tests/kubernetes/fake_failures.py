@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.kubernetes.fake_policy import Refused
+from tests.kubernetes.fake_policy import RUNNER_USER, Refused
 
 Obj = dict[str, Any]
 
@@ -24,6 +24,13 @@ class FailureScenarios:
     update: Any
     get: Any
     set_job_conditions: Any
+    delete: Any
+    authorize: Any
+
+    def nextflow_cleanup(self, pod: str) -> None:
+        """`k8s.cleanup`: Nextflow deletes a succeeded task pod, with the runner's token."""
+        assert self.authorize(RUNNER_USER, "delete", "pods", self.namespace) is None
+        self.delete("pods", pod)
 
     def nextflow_submit(self, run_id: str, process: str, index: int | None) -> str | None:
         """Nextflow submits a task; a refused pod (403) aborts the run as nf-k8s 1.0 does: the

@@ -217,7 +217,7 @@ async def test_a_silently_stalled_watch_is_resumed_and_the_run_completes(
         timeout=20,
     )
     fake.set_pod_phase(pod, "Succeeded")
-    fake.delete("pods", pod)
+    fake.nextflow_cleanup(pod)
     fake.set_pod_phase(controller, "Succeeded")
     fake.set_job_conditions(f"nextflow-{run_id}", ("Complete", "CompletionsReached", ""))
     # The FAST watch timeout is 5 s: a stalled watch is given up after 5 s.
