@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Literal
@@ -30,6 +31,7 @@ Kind = Literal["jobs", "pods"]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
 _REFUSED = (401, 403)
+REFUSAL_MEMORY_SECONDS = 300.0
 
 
 def _call_kind(what: str) -> str:
@@ -69,18 +71,21 @@ class KubeApi:
         self._batch = BatchV1Api(api_client)
         self.namespace = namespace
         self.request_timeout = request_timeout
-        self._refusals: dict[str, str] = {}
+        self._refusals: dict[str, tuple[float, str]] = {}
 
     def refusals(self) -> dict[str, str]:
-        """Kinds of call (`watch pods`) whose last answer was 401/403 -> that error's text."""
-        return dict(self._refusals)
+        """Kinds of call (`watch pods`) whose last answer was 401/403, within the last
+        `REFUSAL_MEMORY_SECONDS` -> that error's text. Forgotten after that: readiness must
+        not stay failed for ever once the Role is fixed and nothing repeats the call."""
+        horizon = time.monotonic() - REFUSAL_MEMORY_SECONDS
+        return {kind: text for kind, (at, text) in self._refusals.items() if at >= horizon}
 
     def _note(self, what: str, error: ExecutorOperationError | None) -> None:
         kind = _call_kind(what)
         if error is None:
             self._refusals.pop(kind, None)
         elif error.status in _REFUSED:
-            self._refusals[kind] = str(error)
+            self._refusals[kind] = (time.monotonic(), str(error))
 
     # --- one-shot calls -----------------------------------------------------------------------
 
