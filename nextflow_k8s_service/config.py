@@ -141,8 +141,18 @@ class Settings(BaseSettings):
         None, min_length=8, description="Bearer token that may cancel any run."
     )
     nextflow_namespace: str = Field("nextflow", description="Namespace of Jobs and task pods.")
-    nextflow_image: str = Field("nextflow/nextflow:25.04.7", description="Controller image.")
-    nextflow_version: str = Field("25.04.7", description="Nextflow version the controller pins.")
+    nextflow_image: str = Field("nextflow/nextflow:25.04.8", description="Controller image.")
+    nextflow_version: str = Field("25.04.8", description="Nextflow version the controller pins.")
+    nextflow_plugins_dir: str | None = Field(
+        None,
+        description="Plugins directory baked into the controller image (NXF_PLUGINS_DIR); "
+        "unset = downloaded at run start.",
+    )
+    nextflow_offline: bool = Field(
+        False,
+        description="Run the controller with NXF_OFFLINE=true: no plugin download (needs "
+        "NEXTFLOW_PLUGINS_DIR with nf-k8s in it).",
+    )
     worker_image: str = Field("python:3.12-slim", description="Image of Nextflow's task pods.")
     nextflow_service_account: str = Field(
         "nextflow-runner", description="Service account of the controller and task pods."
@@ -229,6 +239,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"DEFAULT_BATCH_COUNT ({self.default_batch_count}) exceeds "
                 f"MAX_BATCH_COUNT ({self.max_batch_count})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_offline(self) -> Settings:
+        if self.nextflow_offline and not self.nextflow_plugins_dir:
+            raise ValueError(
+                "NEXTFLOW_OFFLINE needs NEXTFLOW_PLUGINS_DIR (an image with nf-k8s baked in)"
             )
         return self
 

@@ -18,7 +18,7 @@ def test_defaults_match_the_spec() -> None:
     assert (settings.default_batch_count, settings.max_batch_count) == (5, 12)
     assert settings.redis_url is None
     assert settings.allowed_origins == ["*"]
-    assert settings.nextflow_image == "nextflow/nextflow:25.04.7"
+    assert settings.nextflow_image == "nextflow/nextflow:25.04.8"
     assert (settings.workflow_dir / "demo.nf").is_file()
 
 

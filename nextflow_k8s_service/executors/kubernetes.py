@@ -24,7 +24,7 @@ from nextflow_k8s_service.errors import (
     ExecutorUnavailableError,
 )
 from nextflow_k8s_service.executors.base import ExecutorEvent, RunSpec
-from nextflow_k8s_service.kubernetes import jobs
+from nextflow_k8s_service.kubernetes import cleanup, jobs
 from nextflow_k8s_service.kubernetes.api import KubeApi
 from nextflow_k8s_service.kubernetes.follower import FollowerTiming, RunFollower
 from nextflow_k8s_service.kubernetes.monitor import Backoff, job_outcome
@@ -76,6 +76,7 @@ class KubernetesExecutor:
         )
         self._timing = timing or FollowerTiming()
         self._runs: dict[str, RunFollower] = {}
+        self._sweeps: dict[str, asyncio.Task[None]] = {}
 
     def _follow(self, spec: RunSpec, *, adopting: bool, logs_since: datetime | None) -> None:
         follower = RunFollower(
@@ -91,10 +92,26 @@ class KubernetesExecutor:
     async def start(self, spec: RunSpec) -> None:
         """Create the run's Job and ConfigMap and start following them.
 
-        Raises `ExecutorStartError` (403/404/409/422...) or `ExecutorUnavailableError` (5xx,
-        timeout, unreachable); then nothing of the run is left in the cluster.
+        First waits (up to `previous_pods_timeout`) until the pods of earlier runs have stopped:
+        terminating pods still count against the ResourceQuota, and a refusal at admission
+        aborts the run. Raises `ExecutorStartError` (403/404/409/422...) or
+        `ExecutorUnavailableError` (5xx, timeout, unreachable); then nothing of the run is left
+        in the cluster.
         """
         try:
+            quiet = await cleanup.pods_gone(
+                self._api,
+                label_selector=jobs.MANAGED_BY_SELECTOR,
+                within=self._timing.previous_pods_timeout,
+                watch_timeout=self._timing.watch_timeout_seconds,
+                backoff=self._timing.backoff,
+            )
+            if not quiet:
+                logger.warning(
+                    "run %s: pods of an earlier run still running after %.0f s; starting anyway",
+                    spec.run_id,
+                    self._timing.previous_pods_timeout,
+                )
             await jobs.create_run(self._api, self._settings, spec)
         except ExecutorOperationError as exc:
             if exc.status in _RETRIED_STATUSES:
@@ -117,7 +134,10 @@ class KubernetesExecutor:
                 del self._runs[run_id]
 
     async def cancel(self, run_id: str) -> None:
-        """Delete the Job (Background) and the run's task pods; `events` then ends CANCELLED.
+        """Delete the Job (Background), the controller pod (with a short grace period) and the
+        run's task pods; `events` then ends CANCELLED. A sweep task (owned here) deletes the
+        task pods again once the controller pod is gone: nf-k8s resubmits a deleted task pod
+        as long as it lives.
 
         Raises `ExecutorUnavailableError` when the deletion keeps failing (the run goes on).
         """
@@ -128,6 +148,10 @@ class KubernetesExecutor:
         for attempt in range(1, 4):
             try:
                 await jobs.delete_run(self._api, run_id)
+                await self._api.delete_pods(
+                    label_selector=jobs.controller_pod_selector(run_id),
+                    grace_seconds=cleanup.CANCEL_GRACE_SECONDS,
+                )
                 break
             except ExecutorOperationError as exc:
                 if exc.status not in _RETRIED_STATUSES or attempt == 3:
@@ -136,8 +160,24 @@ class KubernetesExecutor:
                     raise ExecutorUnavailableError(f"could not cancel run {run_id}: {exc}") from exc
                 await asyncio.sleep(backoff.delay(attempt))
         logger.info("run %s: cancelled (Job and task pods deleted)", run_id)
+        self._sweep(run_id)
         if follower is not None:
             await follower.finish_cancelled()
+
+    def _sweep(self, run_id: str) -> None:
+        if run_id in self._sweeps:
+            return
+        task = asyncio.create_task(
+            cleanup.sweep_cancelled_run(
+                self._api,
+                run_id,
+                watch_timeout=self._timing.watch_timeout_seconds,
+                backoff=self._timing.backoff,
+            ),
+            name=f"k8s:{run_id}:sweep",
+        )
+        self._sweeps[run_id] = task
+        task.add_done_callback(lambda _: self._sweeps.pop(run_id, None))
 
     async def adopt(self, spec: RunSpec, *, logs_since: datetime | None = None) -> bool:
         """Follow a run started by an earlier process, if its Job still exists.
@@ -157,11 +197,16 @@ class KubernetesExecutor:
         return True
 
     async def check(self) -> CheckResult:
-        """One cheap authorised call (list Jobs, limit 1); never raises."""
+        """One cheap authorised call (list Jobs, limit 1), and no call whose last answer was a
+        401/403 (a refused watch would leave runs unobserved); never raises."""
         try:
             await self._api.list_jobs(limit=1)
         except Exception as exc:
             return CheckResult(ok=False, detail=f"Kubernetes API: {exc}")
+        refused = self._api.refusals()
+        if refused:
+            calls = "; ".join(refused.values())
+            return CheckResult(ok=False, detail=f"Kubernetes API refuses: {calls}")
         return CheckResult(ok=True, detail=f"namespace {self._settings.nextflow_namespace}")
 
     async def orphan_jobs(self, claimed: set[str]) -> list[str]:
@@ -182,10 +227,16 @@ class KubernetesExecutor:
         return sorted(orphans)
 
     async def close(self) -> None:
-        """Stop following every run (the runs themselves go on in the cluster)."""
+        """Stop following every run (the runs themselves go on in the cluster) and stop the
+        sweeps of cancelled runs."""
         followers = list(self._runs.values())
         self._runs.clear()
-        await asyncio.gather(*(follower.stop() for follower in followers))
+        sweeps = list(self._sweeps.values())
+        for sweep in sweeps:
+            sweep.cancel()
+        await asyncio.gather(
+            *(follower.stop() for follower in followers), *sweeps, return_exceptions=True
+        )
 
 
 __all__ = ["Backoff", "FollowerTiming", "KubernetesExecutor"]

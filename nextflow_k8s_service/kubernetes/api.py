@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Literal
@@ -29,6 +30,20 @@ Obj = dict[str, Any]
 Kind = Literal["jobs", "pods"]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
+_REFUSED = (401, 403)
+REFUSAL_MEMORY_SECONDS = 300.0
+
+
+def _call_kind(what: str) -> str:
+    """`watch pods`, `read Job`: what a refusal is about, without object names."""
+    return " ".join(what.split()[:2])
+
+
+def server_watch_timeout(timeout_seconds: int) -> int:
+    """The `timeoutSeconds` asked of the server for a watch of `timeout_seconds`: a tenth less,
+    so that a watch still open at `timeout_seconds` has stalled (an open connection that
+    stopped sending) and is abandoned then."""
+    return max(1, timeout_seconds - max(1, timeout_seconds // 10))
 
 
 def _status_error(what: str, status: int, body: bytes | str | None) -> ExecutorOperationError:
@@ -56,6 +71,21 @@ class KubeApi:
         self._batch = BatchV1Api(api_client)
         self.namespace = namespace
         self.request_timeout = request_timeout
+        self._refusals: dict[str, tuple[float, str]] = {}
+
+    def refusals(self) -> dict[str, str]:
+        """Kinds of call (`watch pods`) whose last answer was 401/403, within the last
+        `REFUSAL_MEMORY_SECONDS` -> that error's text. Forgotten after that: readiness must
+        not stay failed for ever once the Role is fixed and nothing repeats the call."""
+        horizon = time.monotonic() - REFUSAL_MEMORY_SECONDS
+        return {kind: text for kind, (at, text) in self._refusals.items() if at >= horizon}
+
+    def _note(self, what: str, error: ExecutorOperationError | None) -> None:
+        kind = _call_kind(what)
+        if error is None:
+            self._refusals.pop(kind, None)
+        elif error.status in _REFUSED:
+            self._refusals[kind] = (time.monotonic(), str(error))
 
     # --- one-shot calls -----------------------------------------------------------------------
 
@@ -73,11 +103,16 @@ class KubeApi:
                 finally:
                     response.release()
         except ApiException as exc:
-            raise _status_error(what, exc.status or 0, exc.body) from exc
+            error = _status_error(what, exc.status or 0, exc.body)
+            self._note(what, error)
+            raise error from exc
         except _TRANSPORT_ERRORS as exc:
             raise ExecutorOperationError(f"{what}: Kubernetes API unreachable: {exc!r}") from exc
         if not 200 <= response.status < 300:
-            raise _status_error(what, response.status, body)
+            error = _status_error(what, response.status, body)
+            self._note(what, error)
+            raise error
+        self._note(what, None)
         try:
             result: Obj = json.loads(body)
         except ValueError as exc:
@@ -126,13 +161,47 @@ class KubeApi:
             "create ConfigMap", self._core.create_namespaced_config_map, body=body
         )
 
-    async def delete_pods(self, *, label_selector: str) -> None:
+    async def delete_pods(self, *, label_selector: str, grace_seconds: int | None = None) -> None:
+        """Delete the selected pods; `grace_seconds` overrides their termination grace period."""
+        kwargs: dict[str, Any] = {}
+        if grace_seconds is not None:
+            kwargs["grace_period_seconds"] = grace_seconds
         await self._call(
             f"delete pods {label_selector}",
             self._core.delete_collection_namespaced_pod,
             label_selector=label_selector,
             propagation_policy="Background",
+            **kwargs,
         )
+
+    async def list_events(self, *, field_selector: str) -> Obj:
+        """Events (core/v1) of the namespace, e.g. the FailedCreate of a Job."""
+        return await self._call(
+            "list events", self._core.list_namespaced_event, field_selector=field_selector
+        )
+
+    async def pod_log_tail(self, pod: str, *, container: str, lines: int) -> list[str]:
+        """The last `lines` lines of a container's log (no follow)."""
+        what = f"log of pod {pod}"
+        response = await self._open_stream(
+            what,
+            lambda: self._core.read_namespaced_pod_log(
+                name=pod,
+                namespace=self.namespace,
+                container=container,
+                tail_lines=lines,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+            ),
+        )
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                body: bytes = await response.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise ExecutorOperationError(f"{what}: {exc!r}") from exc
+        finally:
+            response.close()
+        return body.decode("utf-8", "replace").splitlines()
 
     async def list_objects(
         self, kind: Kind, *, label_selector: str | None = None, field_selector: str | None = None
@@ -156,7 +225,8 @@ class KubeApi:
     ) -> AsyncGenerator[Obj, None]:
         """Yield the watch events (`{"type", "object"}`) after `resource_version`.
 
-        Ends when the server closes the stream (its `timeout_seconds` elapsed). An `ERROR` event
+        Ends when the server closes the stream (after `server_watch_timeout(timeout_seconds)`),
+        or at `timeout_seconds` if it has not by then (a stall). An `ERROR` event
         is raised as `ExecutorOperationError` with the Status code (410 = resourceVersion too
         old: re-list). The response is closed when the generator is closed (use `aclosing`).
         """
@@ -164,8 +234,8 @@ class KubeApi:
             self._batch.list_namespaced_job if kind == "jobs" else self._core.list_namespaced_pod
         )
         what = f"watch {kind}"
-        # The server ends the watch after timeout_seconds; the client-side read timeout only
-        # catches a connection that went silent (no event, no close) for longer than that.
+        # The server ends the watch before timeout_seconds, the deadline below ends a stalled
+        # one at timeout_seconds; the socket read timeout is only a last resort.
         timeout = aiohttp.ClientTimeout(
             sock_connect=self.request_timeout, sock_read=timeout_seconds + self.request_timeout
         )
@@ -175,14 +245,17 @@ class KubeApi:
                 namespace=self.namespace,
                 watch=True,
                 resource_version=resource_version,
-                timeout_seconds=timeout_seconds,
+                timeout_seconds=server_watch_timeout(timeout_seconds),
                 allow_watch_bookmarks=True,
                 _preload_content=False,
                 _request_timeout=timeout,
                 **_selectors(label_selector, field_selector),
             ),
         )
-        async with aclosing(_lines(what, response)) as lines:
+        # A watch the server has not ended by timeout_seconds has stalled on an open
+        # connection (no bytes, no close): end it, the caller resumes.
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        async with aclosing(_lines(what, response, deadline=deadline)) as lines:
             async for line in lines:
                 if not line.strip():
                     continue
@@ -241,14 +314,19 @@ class KubeApi:
             async with asyncio.timeout(self.request_timeout):
                 response: Any = await call()
         except ApiException as exc:
-            raise _status_error(what, exc.status or 0, exc.body) from exc
+            error = _status_error(what, exc.status or 0, exc.body)
+            self._note(what, error)
+            raise error from exc
         except _TRANSPORT_ERRORS as exc:
             raise ExecutorOperationError(f"{what}: Kubernetes API unreachable: {exc!r}") from exc
         if not 200 <= response.status < 300:
             try:
-                raise _status_error(what, response.status, await _read_quietly(response))
+                error = _status_error(what, response.status, await _read_quietly(response))
+                self._note(what, error)
+                raise error
             finally:
                 response.close()
+        self._note(what, None)
         return response
 
 
@@ -261,12 +339,21 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> dict[s
     return kwargs
 
 
-async def _lines(what: str, response: Any) -> AsyncGenerator[bytes, None]:
-    """The raw lines of a streaming response until the server closes it; closes it after."""
+async def _lines(
+    what: str, response: Any, *, deadline: float | None = None
+) -> AsyncGenerator[bytes, None]:
+    """The raw lines of a streaming response until the server closes it (or, with a loop-time
+    `deadline`, until then: a stall is logged and ends the stream); closes it after."""
     try:
         while True:
             try:
-                line: bytes = await response.content.readline()
+                async with asyncio.timeout_at(deadline):
+                    line: bytes = await response.content.readline()
+            except TimeoutError:
+                if deadline is None or asyncio.get_running_loop().time() < deadline:
+                    raise ExecutorOperationError(f"{what}: stream timed out") from None
+                logger.warning("%s: no end of stream by its deadline; reopening it", what)
+                return
             except _TRANSPORT_ERRORS as exc:
                 raise ExecutorOperationError(f"{what}: stream broken: {exc!r}") from exc
             if not line:

@@ -1,15 +1,23 @@
 """Following one run in the cluster and turning what happens into executor events.
 
 A `RunFollower` owns named tasks: `job` (watch of the Job), `controller` (watch of the
-controller pod), `tasks` (watch of Nextflow's task pods) and one `log:<pod>` per followed pod
-log. They feed one unbounded queue (bounded in practice by one run's events) that `events()`
-drains, ending after exactly one terminal `StatusChanged`.
+controller pod), `tasks` (watch of Nextflow's task pods), `admission` (the Job's events while
+it has no pod) and one `log:<pod>` per followed pod log. They feed one unbounded queue (bounded
+in practice by one run's events) that `events()` drains, ending after exactly one terminal
+`StatusChanged`.
+
+Every task is guarded: a permission the service lacks (401/403, after the watch's retries)
+ends the run `failed` naming the refused call, any other unexpected error ends it `unknown`
+with the error logged; either way the run's Job and pods are deleted, so nothing runs on
+unobserved. A run that fails on its own gets the real cause as its message (see
+`diagnosis.py`), not the Job's "BackoffLimitExceeded".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -27,8 +35,11 @@ from nextflow_k8s_service.executors.base import (
 )
 from nextflow_k8s_service.kubernetes import jobs
 from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
+from nextflow_k8s_service.kubernetes.diagnosis import image_failure
+from nextflow_k8s_service.kubernetes.explain import controller_refusal, failure_cause
 from nextflow_k8s_service.kubernetes.logs import LOG_READ_TIMEOUT_SECONDS, LogFollower, LogRecord
 from nextflow_k8s_service.kubernetes.monitor import (
+    REFUSED_STATUSES,
     WATCH_TIMEOUT_SECONDS,
     Backoff,
     WatchEvent,
@@ -55,6 +66,10 @@ class FollowerTiming:
     watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS
     log_read_timeout: float = LOG_READ_TIMEOUT_SECONDS
     drain_timeout: float = 15.0
+    # A Job without a pod this long has its events read (a quota refusal leaves no other trace).
+    admission_check_seconds: float = 30.0
+    # How long a new run waits for the pods of the previous one to release the quota.
+    previous_pods_timeout: float = 60.0
     backoff: Backoff = field(default_factory=Backoff)
 
 
@@ -86,17 +101,46 @@ class RunFollower:
         self._task_pods: dict[Task, str] = {}
         self._finishing = False
         self._finished = asyncio.Event()
+        self._controller: Obj | None = None
+        self._controller_lines: deque[str] = deque(maxlen=200)
+        self._task_failures: dict[Task, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name=f"k8s:{self.run_id}:{name}")
+        task = asyncio.create_task(self._guarded(name, coro), name=f"k8s:{self.run_id}:{name}")
         self._tasks[name] = task
+
+    async def _guarded(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Run one task; if it fails, end the run (see the module docstring)."""
+        try:
+            await coro
+        except Exception as exc:
+            if isinstance(exc, ExecutorOperationError) and exc.status in REFUSED_STATUSES:
+                logger.error("run %s: %s: permission refused: %s", self.run_id, name, exc)
+                await self._finish(
+                    RunStatus.FAILED,
+                    f"the service cannot follow the run, Kubernetes refuses it: {exc} (grant "
+                    "this permission to the service's account, k8s/base/rbac.yaml); the run "
+                    "was stopped",
+                    cleanup=True,
+                )
+                return
+            logger.exception("run %s: task %s failed", self.run_id, name)
+            await self._finish(
+                RunStatus.UNKNOWN,
+                f"the service stopped following the run after an internal error in its "
+                f"{name} task ({type(exc).__name__}: {exc}); the run was stopped",
+                cleanup=True,
+            )
+        finally:
+            coro.close()  # never started (cancelled first): no "never awaited" warning
 
     def start(self) -> None:
         self._spawn("job", self._follow_job())
         self._spawn("controller", self._follow_controller())
         self._spawn("tasks", self._follow_tasks())
+        self._spawn("admission", self._check_admission())
 
     async def stop(self) -> None:
         """Cancel and await every task (idempotent; the run itself goes on)."""
@@ -142,10 +186,14 @@ class RunFollower:
         self._queue.put_nowait(event)
 
     def _emit_log(self, record: LogRecord) -> None:
+        if record.source == "controller":
+            self._controller_lines.append(record.message)
         self._queue.put_nowait(LogEmitted(record.source, record.message, record.timestamp))
 
     def _follow_log(self, pod: Obj, source: str) -> None:
-        name = str(pod["metadata"]["name"])
+        name = (pod.get("metadata") or {}).get("name")
+        if not name:
+            return
         follower = self._logs.get(name)
         if follower is None:
             if self._finishing:
@@ -189,7 +237,11 @@ class RunFollower:
                 seen = True
                 outcome = job_outcome(event.obj)
                 if outcome is not None:
-                    await self._finish(*outcome)
+                    status, message = outcome
+                    explain = status is RunStatus.FAILED and not (message or "").startswith(
+                        "run timed out"
+                    )
+                    await self._finish(status, message, explain=explain)
                     return
                 self._set_status(RunStatus.STARTING, _STARTING)
         if self.cancelling:
@@ -205,6 +257,14 @@ class RunFollower:
                     continue
                 pod = event.obj
                 if event.type != "DELETED":
+                    self._controller = pod
+                    image = image_failure(pod)
+                    if image is not None and not pod_started(pod):
+                        # Pending for ever: the Job would only fail at its deadline.
+                        await self._finish(
+                            RunStatus.FAILED, f"the Nextflow controller's {image}", cleanup=True
+                        )
+                        return
                     if pod_started(pod):
                         self._set_status(RunStatus.RUNNING, "the Nextflow controller is running")
                     else:
@@ -229,7 +289,8 @@ class RunFollower:
         task = pod_task(pod)
         if task is None:
             return
-        uid = str(pod["metadata"].get("uid") or pod["metadata"]["name"])
+        metadata = pod.get("metadata") or {}
+        uid = str(metadata.get("uid") or metadata.get("name"))
         deleted = event.type == "DELETED"
         if not deleted and task not in self._task_pods:
             self._task_pods[task] = uid
@@ -240,6 +301,9 @@ class RunFollower:
         change = pod_task_change(pod, deleted=deleted, missed=event.missed)
         if change is not None and not (deleted and self.cancelling):
             self._set_task(task, change.state, change)
+        image = image_failure(pod)
+        if image is not None:
+            self._task_failures.setdefault(task, image)
         if deleted or pod_started(pod):
             self._follow_log(pod, task_source(*task))
 
@@ -259,19 +323,50 @@ class RunFollower:
             if task not in seen:
                 self._set_task(task, TaskState.SUCCEEDED)
 
+    async def _check_admission(self) -> None:
+        """While the Job has no pod, read its events: a refused pod (ResourceQuota, admission
+        webhooks) leaves the Job without pod or condition, so the run would wait for ever."""
+        while self._controller is None:
+            await asyncio.sleep(self._timing.admission_check_seconds)
+            if self._controller is not None:
+                return
+            try:
+                refusal = await controller_refusal(self._api, self.run_id)
+            except ExecutorOperationError as exc:
+                if exc.status in REFUSED_STATUSES:
+                    raise
+                logger.warning("run %s: cannot read the Job's events: %s", self.run_id, exc)
+                continue
+            if refusal is not None and self._controller is None:
+                await self._finish(RunStatus.FAILED, refusal, cleanup=True)
+                return
+
     # --- the end ------------------------------------------------------------------------------
 
     async def finish_cancelled(self) -> None:
         await self._finish(RunStatus.CANCELLED, "cancelled")
 
-    async def _finish(self, status: RunStatus, message: str | None) -> None:
-        """Emit the terminal status once: after the logs drained and the tasks reconciled."""
+    async def _finish(
+        self,
+        status: RunStatus,
+        message: str | None,
+        *,
+        explain: bool = False,
+        cleanup: bool = False,
+    ) -> None:
+        """Emit the terminal status once: after the logs drained and the tasks reconciled.
+
+        `explain`: replace the Job's message by the real cause when one is found. `cleanup`:
+        the service ends a run that is still going: delete its Job and pods.
+        """
         if self._finishing:
             await self._finished.wait()
             return
         self._finishing = True
         try:
-            await self._cancel_tasks(["job", "controller", "tasks"])
+            await self._cancel_tasks(["job", "controller", "tasks", "admission"])
+            if cleanup:
+                await jobs.delete_run(self._api, self.run_id, quiet=True)
             log_tasks = [name for name in self._tasks if name.startswith("log:")]
             if status is not RunStatus.CANCELLED:
                 for follower in self._logs.values():
@@ -280,6 +375,15 @@ class RunFollower:
                 if pending:
                     await asyncio.wait(pending, timeout=self._timing.drain_timeout)
                 await self._reconcile_tasks(status)
+                if explain:
+                    cause = await failure_cause(
+                        self._api,
+                        self.run_id,
+                        controller=self._controller,
+                        controller_log=self._controller_lines,
+                        task_failures=self._task_failures,
+                    )
+                    message = cause or message
             await self._cancel_tasks(log_tasks)
             self._queue.put_nowait(StatusChanged(status, message))
             logger.info("run %s: %s%s", self.run_id, status, f" ({message})" if message else "")
@@ -294,10 +398,17 @@ class RunFollower:
             for pod in listing.get("items") or []:
                 self._on_task_pod(WatchEvent("MODIFIED", pod))
             if status is not RunStatus.SUCCEEDED and listing.get("items"):
-                # Nextflow keeps failed task pods; they have no owner, nothing else removes them.
+                # Nextflow keeps failed task pods, and a run aborted by Nextflow or ended by
+                # the service leaves the others; they have no owner, nothing else removes them.
                 await self._api.delete_pods(label_selector=selector)
         except ExecutorOperationError as exc:
             logger.warning("run %s: final task reconciliation failed: %s", self.run_id, exc)
+        if status is not RunStatus.SUCCEEDED:
+            # The run is over: a task still pending or running will not finish.
+            unfinished = (TaskState.PENDING, TaskState.RUNNING)
+            for task, state in list(self._task_states.items()):
+                if state in unfinished:
+                    self._set_task(task, TaskState.FAILED)
         if status is RunStatus.SUCCEEDED:
             # The pipeline completed, so every task did (pods deleted unseen included).
             batches = range(1, self.spec.batch_count + 1)

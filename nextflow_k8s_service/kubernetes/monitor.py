@@ -22,11 +22,16 @@ from typing import Literal
 
 from nextflow_k8s_service.errors import ExecutorOperationError
 from nextflow_k8s_service.kubernetes.api import Kind, KubeApi, Obj
+from nextflow_k8s_service.kubernetes.diagnosis import image_failure
 from nextflow_k8s_service.models import RunStatus, TaskState
 
 logger = logging.getLogger(__name__)
 
 WATCH_TIMEOUT_SECONDS = 240
+# Consecutive 401/403 answers after which a watch gives up (raises): a missing permission does
+# not come back by retrying, and a run must not wait forever on it.
+MAX_REFUSALS = 3
+REFUSED_STATUSES = frozenset({401, 403})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +84,14 @@ async def watch_objects(
 
     After each (re-)list, the differences to what was known are yielded as ADDED / MODIFIED /
     DELETED (`missed=True`) events, then `SYNCED`: a consumer sees each change once, and a
-    410 neither loses nor repeats events.
+    410 neither loses nor repeats events. Raises the `ExecutorOperationError` of the
+    `MAX_REFUSALS`-th consecutive 401/403 (every other failure is retried).
     """
     backoff = backoff or Backoff()
     known: dict[str, Obj] = {}
     resource_version: str | None = None
     failures = 0
+    refusals = 0
     while True:
         try:
             if resource_version is None:
@@ -102,7 +109,7 @@ async def watch_objects(
                 for uid in [uid for uid in known if uid not in current]:
                     yield WatchEvent("DELETED", known[uid], missed=True)
                 known = current
-                failures = 0
+                failures = refusals = 0
                 yield WatchEvent("SYNCED")
             stream = api.watch(
                 kind,
@@ -113,7 +120,7 @@ async def watch_objects(
             )
             async with aclosing(stream):
                 async for event in stream:
-                    failures = 0
+                    failures = refusals = 0
                     obj = event.get("object") or {}
                     kind_of_event = event.get("type")
                     resource_version = _rv(obj) or resource_version
@@ -133,6 +140,10 @@ async def watch_objects(
                 logger.info("%s watch expired (410 Gone); re-listing", kind)
                 resource_version = None
                 continue
+            if exc.status in REFUSED_STATUSES:
+                refusals += 1
+                if refusals >= MAX_REFUSALS:
+                    raise
             failures += 1
             delay = backoff.delay(failures)
             logger.warning("%s watch failed (%s); retrying in %.1f s", kind, exc, delay)
@@ -205,9 +216,12 @@ def pod_task_state(pod: Obj, *, deleted: bool = False, missed: bool = False) -> 
 
     A pod deleted before it finished was killed (failed), except when it vanished unseen during
     a watch gap: Nextflow's `k8s.cleanup` deletes only succeeded pods (failed ones are kept),
-    so a vanished pod succeeded.
+    so a vanished pod succeeded. A pod whose image cannot be pulled stays Pending forever while
+    nf-k8s fails the run: that task failed.
     """
     state = _PHASE_STATES.get(pod_phase(pod), TaskState.PENDING)
+    if state is TaskState.PENDING and image_failure(pod) is not None:
+        return TaskState.FAILED
     if deleted and state in (TaskState.PENDING, TaskState.RUNNING):
         return TaskState.SUCCEEDED if missed else TaskState.FAILED
     return state

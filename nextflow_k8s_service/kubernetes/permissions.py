@@ -17,6 +17,9 @@ SERVICE_PERMISSIONS: Permissions = {
     ("", "configmaps"): frozenset({"create"}),
     ("", "pods"): frozenset({"list", "watch", "deletecollection"}),
     ("", "pods/log"): frozenset({"get"}),
+    # A Job whose pod is refused at admission (ResourceQuota) has no pod and no condition:
+    # its FailedCreate event is the only trace.
+    ("", "events"): frozenset({"list"}),
 }
 
 # Nextflow's K8sClient with `k8s.computeResourceType = 'Pod'` (nf-k8s plugin): POST and DELETE

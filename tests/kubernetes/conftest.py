@@ -25,6 +25,8 @@ FAST = FollowerTiming(
     watch_timeout_seconds=5,
     log_read_timeout=5.0,
     drain_timeout=5.0,
+    admission_check_seconds=0.5,
+    previous_pods_timeout=5.0,
     backoff=Backoff(base=0.02, cap=0.2),
 )
 
@@ -46,6 +48,7 @@ async def fake() -> AsyncIterator[FakeKubernetes]:
     await server.stop()
     OBSERVED_CALLS.update(server.calls)
     assert granted(set(server.calls)) == set(), "calls outside SERVICE_PERMISSIONS"
+    assert server.denied == [], "RBAC denials (k8s/ Roles) not expected by the test"
 
 
 @pytest.fixture

@@ -5,13 +5,21 @@ ConfigMaps with a monotonic resourceVersion; lists with label selectors (`=`, `!
 `notin`, existence) and `metadata.name` field selectors; watches (chunked JSON lines,
 ADDED/MODIFIED/DELETED/ERROR, resumed from a resourceVersion, `timeoutSeconds`); deletion with
 owner-reference garbage collection; pod logs (`follow`, `timestamps` in RFC3339Nano,
-`sinceSeconds`, 400 while the pod is pending). Faults: a 410 inside open watches and for
-resumes from before it, dropped watch or log streams, any status for the next N matching
-requests. Every request is recorded as an RBAC triple (verb, apiGroup, resource).
+`sinceSeconds`, `tailLines`, per container, 400 while the pod is pending). Faults: a 410
+inside open watches and for resumes from before it, dropped watch or log streams, watches that
+stall silently (connection open, no bytes, no end), raw events, any status for the next N
+matching requests. Every request is recorded as an RBAC triple (verb, apiGroup, resource).
+
+Admission (`fake_policy.py`): RBAC per identity from the rendered `k8s/` Roles (the kubeconfig's
+token is the service's account; what the fake does as Nextflow is checked against the
+runner's), and an optional ResourceQuota on limits.cpu: a refused pod is a 403 for its creator,
+and for the Job controller a `FailedCreate` Event on the Job (which then has no pod).
 
 The scenario methods (`set_pod_phase`, `add_task_pod`, `append_log`, `complete_job`, ...)
-play the cluster: the Job controller (a Job's pod is created with the Job), the kubelet and
-Nextflow.
+play the cluster: the Job controller (a Job's pod is created with the Job), the kubelet
+(pod termination may take time: `controller_stop_seconds`, `task_stop_seconds`) and Nextflow
+(`nextflow_submit` aborts the run on a refused pod as nf-k8s does; `resubmitting` runs
+recreate a task pod deleted while their controller pod exists, as nf-k8s does on a 404).
 """
 
 from __future__ import annotations
@@ -28,12 +36,25 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.kubernetes.fake_failures import FailureScenarios
+from tests.kubernetes.fake_policy import (
+    RUNNER_USER,
+    SERVICE_USER,
+    TERMINAL,
+    Quota,
+    Refused,
+    Rules,
+    forbidden_message,
+    manifest_rules,
+)
+
 Obj = dict[str, Any]
-RESOURCES = ("jobs", "pods", "configmaps")
-_GROUPS = {"jobs": "batch", "pods": "", "configmaps": ""}
-_KINDS = {"jobs": "Job", "pods": "Pod", "configmaps": "ConfigMap"}
-_API_VERSIONS = {"jobs": "batch/v1", "pods": "v1", "configmaps": "v1"}
+RESOURCES = ("jobs", "pods", "configmaps", "events")
+_GROUPS = {"jobs": "batch", "pods": "", "configmaps": "", "events": ""}
+_KINDS = {"jobs": "Job", "pods": "Pod", "configmaps": "ConfigMap", "events": "Event"}
+_API_VERSIONS = {"jobs": "batch/v1", "pods": "v1", "configmaps": "v1", "events": "v1"}
 _DROP = object()
+_STALL = object()
 
 
 def rfc3339nano(nanos: int) -> str:
@@ -119,9 +140,10 @@ def matches(obj: Obj, label_selector: str | None, field_selector: str | None) ->
             return False
     for term in filter(None, (field_selector or "").split(",")):
         path, _, value = term.partition("=")
-        if path.strip() == "metadata.name" and obj["metadata"]["name"] != value.strip():
-            return False
-        if path.strip() == "metadata.namespace" and obj["metadata"]["namespace"] != value.strip():
+        node: Any = obj
+        for part in path.strip().split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if str(node) != value.strip():
             return False
     return True
 
@@ -156,7 +178,7 @@ async def _close(response: web.StreamResponse) -> None:
         await response.write_eof()
 
 
-class FakeKubernetes:
+class FakeKubernetes(FailureScenarios):
     """The fake API server and the scenario driver; see the module docstring."""
 
     def __init__(self, namespace: str = "nextflow") -> None:
@@ -175,6 +197,19 @@ class FakeKubernetes:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.session_id = f"uuid-{uuid.uuid4()}"
+        # Admission and the kubelet / Nextflow actors (see the module docstring).
+        self.rbac: Rules | None = manifest_rules()
+        self.tokens = {"fake-token": SERVICE_USER}
+        self.denied: list[tuple[str, str, str, str]] = []
+        self.quota: Quota | None = None
+        self.controller_stop_seconds = 0.0
+        self.task_stop_seconds = 0.0
+        self.resubmitting: set[str] = set()
+        self.resubmitted: list[str] = []
+        self._refused_jobs: set[str] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._stopping = asyncio.Event()
+        self._waiters: list[tuple[Any, asyncio.Future[None]]] = []
 
     # --- server -------------------------------------------------------------------------------
 
@@ -195,6 +230,9 @@ class FakeKubernetes:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        self._stopping.set()
+        for timer in self._timers:
+            timer.cancel()
         for watcher in list(self._watchers):
             watcher.queue.put_nowait(None)
         for reader in list(self._log_readers):
@@ -259,6 +297,63 @@ class FakeKubernetes:
             if watcher.resource == resource:
                 watcher.queue.put_nowait(_DROP)
 
+    def stall_watches(self, resource: str) -> None:
+        """Open watches of `resource` go silent: the connection stays open, nothing more is
+        sent, not even the end at timeoutSeconds (a half-dead proxy or API server)."""
+        for watcher in list(self._watchers):
+            if watcher.resource == resource:
+                watcher.queue.put_nowait(_STALL)
+
+    def inject_watch_event(self, resource: str, event: Any) -> None:
+        """Send `event` as is to the open watches of `resource` (malformed objects)."""
+        for watcher in list(self._watchers):
+            if watcher.resource == resource:
+                watcher.queue.put_nowait(event)
+
+    async def wait_for(self, predicate: Any, timeout: float = 10) -> None:
+        """Wait until `predicate()` holds; it is checked after every change of the store."""
+        if predicate():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, future))
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        finally:
+            self._waiters = [w for w in self._waiters if w[1] is not future]
+
+    def _changed(self) -> None:
+        for predicate, future in list(self._waiters):
+            if not future.done() and predicate():
+                future.set_result(None)
+
+    # --- admission ----------------------------------------------------------------------------
+
+    def authorize(self, user: str, verb: str, resource: str, namespace: str) -> str | None:
+        """None if `user` may `verb` `resource`, else the API server's denial (recorded)."""
+        group = _GROUPS.get(resource.partition("/")[0], "?")
+        if self.rbac is None or (verb, group, resource) in self.rbac.get(user, set()):
+            return None
+        self.denied.append((user, verb, group, resource))
+        return forbidden_message(user, verb, group, resource, namespace)
+
+    def revoke(self, user: str, verb: str, resource: str) -> None:
+        assert self.rbac is not None
+        self.rbac[user].discard((verb, _GROUPS[resource.partition("/")[0]], resource))
+
+    def _user(self, request: web.Request) -> str:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return self.tokens.get(token, "system:anonymous")
+
+    def _admit_pod(self, pod: Obj) -> None:
+        if self.quota is None:
+            return
+        namespace = pod["metadata"]["namespace"]
+        pods = [p for (ns, _), p in self.store["pods"].items() if ns == namespace]
+        refusal = self.quota.admit(pod, pods)
+        if refusal is not None:
+            raise Refused(refusal)
+
     def drop_log_streams(self, pod: str) -> None:
         for reader in list(self._log_readers):
             if reader.pod == pod:
@@ -279,6 +374,7 @@ class FakeKubernetes:
             )
 
     async def _stream_ended(self) -> None:
+        self._changed()
         async with self._streams_changed:
             self._streams_changed.notify_all()
 
@@ -295,6 +391,7 @@ class FakeKubernetes:
     # --- store --------------------------------------------------------------------------------
 
     def _record(self, resource: str, kind: str, obj: Obj) -> None:
+        asyncio.get_running_loop().call_soon(self._changed)
         self.resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self.resource_version)
         snapshot = copy.deepcopy(obj)
@@ -317,6 +414,8 @@ class FakeKubernetes:
         key = (meta["namespace"], meta["name"])
         if key in self.store[resource]:
             raise KeyError(meta["name"])
+        if resource == "pods":
+            self._admit_pod(obj)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         obj.setdefault("apiVersion", _API_VERSIONS[resource])
@@ -337,10 +436,58 @@ class FakeKubernetes:
                     reader.wake.set()
         return obj
 
-    def delete(self, resource: str, name: str, *, namespace: str | None = None) -> Obj | None:
-        obj = self.store[resource].pop((namespace or self.namespace, name), None)
+    def delete(
+        self,
+        resource: str,
+        name: str,
+        *,
+        namespace: str | None = None,
+        grace_seconds: float | None = None,
+    ) -> Obj | None:
+        """Delete at once, or (pods, with a stop time) mark terminating and remove later."""
+        key = (namespace or self.namespace, name)
+        obj = self.store[resource].get(key)
         if obj is None:
             return None
+        if resource == "pods":
+            labels = obj["metadata"].get("labels") or {}
+            stop = self.controller_stop_seconds if "job-name" in labels else self.task_stop_seconds
+            if grace_seconds is not None:
+                stop = min(stop, grace_seconds)
+            if stop > 0:
+                if "deletionTimestamp" not in obj["metadata"]:
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    self.update(
+                        "pods", name, lambda p: p["metadata"].update(deletionTimestamp=stamp)
+                    )
+                    loop = asyncio.get_running_loop()
+                    self._timers.append(loop.call_later(stop, self._remove_pod, key))
+                return obj
+        return self._remove(resource, key)
+
+    def _remove_pod(self, key: tuple[str, str]) -> None:
+        obj = self._remove("pods", key)
+        labels = (obj or {}).get("metadata", {}).get("labels") or {}
+        run_id = labels.get("nextflow.io/runName")
+        if obj is not None and run_id in self.resubmitting and self._has_controller(run_id):
+            # nf-k8s polls the pod, gets a 404 and submits the task again.
+            process = labels["nextflow.io/processName"]
+            task = labels["nextflow.io/taskName"]
+            index = int(task.rsplit("_", 1)[1]) if "_" in task else None
+            self.resubmitted.append(self.add_task_pod(run_id, process, index))
+
+    def _has_controller(self, run_id: str) -> bool:
+        try:
+            self.controller_pod(run_id)
+        except KeyError:
+            return False
+        return True
+
+    def _remove(self, resource: str, key: tuple[str, str]) -> Obj | None:
+        obj = self.store[resource].pop(key, None)
+        if obj is None:
+            return None
+        name = key[1]
         self._record(resource, "DELETED", obj)
         if resource == "pods":
             for reader in self._log_readers:
@@ -352,7 +499,15 @@ class FakeKubernetes:
                 owners = dependent["metadata"].get("ownerReferences") or []
                 if any(owner.get("uid") == uid for owner in owners):
                     self.delete(dependent_resource, dependent["metadata"]["name"])
+        if resource == "pods":
+            self._retry_job_pods()
         return obj
+
+    def _retry_job_pods(self) -> None:
+        """The Job controller retries the pod of a Job the quota refused, as room frees up."""
+        for job in list(self.store["jobs"].values()):
+            if job["metadata"]["name"] in self._refused_jobs:
+                self._start_job_pod(job)
 
     def names(self, resource: str) -> list[str]:
         return sorted(name for _, name in self.store[resource])
@@ -388,6 +543,27 @@ class FakeKubernetes:
             "spec": copy.deepcopy(template["spec"]),
             "status": {"phase": "Pending"},
         }
+        try:
+            self._admit_pod({**pod, "metadata": {**pod["metadata"], "namespace": self.namespace}})
+        except Refused as refusal:
+            self._refused_jobs.add(job_name)
+            self.create(
+                "events",
+                {
+                    "metadata": {"name": f"{job_name}.{secrets.token_hex(8)}"},
+                    "involvedObject": {
+                        "kind": "Job",
+                        "name": job_name,
+                        "namespace": job["metadata"]["namespace"],
+                        "uid": job["metadata"]["uid"],
+                    },
+                    "reason": "FailedCreate",
+                    "type": "Warning",
+                    "message": f"Error creating: {refusal}",
+                },
+            )
+            return
+        self._refused_jobs.discard(job_name)
         self.update("jobs", job_name, lambda j: j.setdefault("status", {}).update(active=1))
         self.create("pods", pod)
 
@@ -399,10 +575,20 @@ class FakeKubernetes:
         raise KeyError(run_id)
 
     def set_pod_phase(self, name: str, phase: str) -> None:
+        pod = self.get("pods", name)
+        if pod is not None and "nextflow.io/runName" in (pod["metadata"].get("labels") or {}):
+            # Nextflow learns a task pod's state by polling its status.
+            assert self.authorize(RUNNER_USER, "get", "pods/status", self.namespace) is None
         self.update("pods", name, lambda pod: pod["status"].update(phase=phase))
+        if phase in TERMINAL:
+            self._retry_job_pods()
 
-    def add_task_pod(self, run_id: str, process: str, index: int | None) -> str:
-        """A task pod as Nextflow creates it (labels sanitized like Nextflow's), Pending."""
+    def add_task_pod(self, run_id: str, process: str, index: int | None, cpu: str = "1") -> str:
+        """A task pod as Nextflow creates it (labels sanitized like Nextflow's, plus the
+        `k8s.pod` labels of the generated config), Pending. Raises `Refused`."""
+        denied = self.authorize(RUNNER_USER, "create", "pods", self.namespace)
+        if denied is not None:
+            raise Refused(denied)
         name = f"nf-{secrets.token_hex(8)}"
         task_label = process if index is None else f"{process}_{index}"
         pod = {
@@ -414,9 +600,22 @@ class FakeKubernetes:
                     "nextflow.io/taskName": task_label,
                     "nextflow.io/processName": process,
                     "nextflow.io/sessionId": self.session_id,
+                    "app.kubernetes.io/component": "task",
+                    "app.kubernetes.io/managed-by": "nextflow-k8s-service",
+                    "nextflow-k8s-service/run-id": run_id,
                 },
             },
-            "spec": {"restartPolicy": "Never", "containers": [{"name": name, "image": "py"}]},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": name,
+                        "image": "py",
+                        "resources": {"requests": {"cpu": cpu}, "limits": {"cpu": cpu}},
+                    }
+                ],
+            },
             "status": {"phase": "Pending"},
         }
         self.create("pods", pod)
@@ -500,6 +699,9 @@ class FakeKubernetes:
         self.calls.append((verb, _GROUPS.get(resource, "?"), resource))
         if resource not in RESOURCES:
             return self._error(404, f"the server could not find resource {resource}")
+        denied = self.authorize(self._user(request), verb, resource, namespace)
+        if denied is not None:
+            return self._error(403, denied)
         faulted = self._fault_response(verb, resource)
         if faulted is not None:
             return faulted
@@ -511,6 +713,8 @@ class FakeKubernetes:
             except KeyError:
                 name = body["metadata"]["name"]
                 return self._error(409, f'{resource} "{name}" already exists')
+            except Refused as refusal:
+                return self._error(403, str(refusal))
             return web.json_response(created, status=201)
         if verb == "watch":
             return await self._watch(request, resource, namespace, labels, fields)
@@ -520,8 +724,14 @@ class FakeKubernetes:
             if ns == namespace and matches(obj, labels, fields)
         ]
         if verb == "deletecollection":
+            grace = query.get("gracePeriodSeconds")
             for obj in items:
-                self.delete(resource, obj["metadata"]["name"], namespace=namespace)
+                self.delete(
+                    resource,
+                    obj["metadata"]["name"],
+                    namespace=namespace,
+                    grace_seconds=float(grace) if grace is not None else None,
+                )
         limit = int(query.get("limit") or 0)
         return web.json_response(
             {
@@ -537,6 +747,9 @@ class FakeKubernetes:
         namespace = request.match_info["ns"]
         verb = {"GET": "get", "DELETE": "delete"}.get(request.method, request.method.lower())
         self.calls.append((verb, _GROUPS.get(resource, "?"), resource))
+        denied = self.authorize(self._user(request), verb, resource, namespace)
+        if denied is not None:
+            return self._error(403, denied)
         faulted = self._fault_response(verb, resource)
         if faulted is not None:
             return faulted
@@ -572,6 +785,7 @@ class FakeKubernetes:
             return response
         watcher = _Watcher(resource, namespace, labels, fields)
         self._watchers.add(watcher)
+        self._changed()
         # Replay synchronously with the registration: no event is missed or repeated.
         if since:
             backlog = [
@@ -586,6 +800,7 @@ class FakeKubernetes:
                 for (ns, _), obj in self.store[resource].items()
                 if ns == namespace and matches(obj, labels, fields)
             ]
+        stalled = False
         try:
             for event in backlog:
                 await send(event)
@@ -598,7 +813,14 @@ class FakeKubernetes:
                         assert request.transport is not None
                         request.transport.close()
                         return response
+                    if event is _STALL:
+                        stalled = True
+                        break
                     await send(event)
+            if stalled:
+                # Silent until the client hangs up (which cancels this handler) or shutdown.
+                await self._stopping.wait()
+                return response
         except TimeoutError:
             pass
         except (ConnectionError, RuntimeError):
@@ -612,6 +834,9 @@ class FakeKubernetes:
     async def _pod_log(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.calls.append(("get", "", "pods/log"))
+        denied = self.authorize(self._user(request), "get", "pods/log", request.match_info["ns"])
+        if denied is not None:
+            return self._error(403, denied)
         faulted = self._fault_response("get", "pods/log")
         if faulted is not None:
             return faulted
@@ -619,6 +844,13 @@ class FakeKubernetes:
         if pod is None:
             return self._error(404, f'pods "{name}" not found')
         container = request.query.get("container") or pod["spec"]["containers"][0]["name"]
+        init = [c["name"] for c in pod["spec"].get("initContainers") or []]
+        if container in init:
+            # An init container's log (no follow needed: it has ended in these scenarios).
+            lines = [m for _, m in self.logs.get(f"{name}:{container}", [])]
+            tail = int(request.query.get("tailLines") or 0)
+            text = "".join(f"{m}\n" for m in (lines[-tail:] if tail else lines))
+            return web.Response(text=text, content_type="text/plain")
         if pod["status"]["phase"] == "Pending":
             return self._error(
                 400,

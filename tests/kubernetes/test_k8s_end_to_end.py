@@ -9,6 +9,7 @@ import httpx
 
 from tests.conftest import StreamReader
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.fake_policy import RUNNER_USER, SERVICE_USER
 
 API = "/api/v1/demo"
 
@@ -84,6 +85,10 @@ async def test_kubernetes_run_streams_status_progress_logs_and_one_complete(
             },
         }
     )
+    # RBAC per identity from the rendered k8s/ Roles: the service's calls (HTTP) and what the
+    # fake did as Nextflow (create pods, poll their status) were all allowed.
+    assert fake.rbac is not None and set(fake.rbac) >= {SERVICE_USER, RUNNER_USER}
+    assert fake.denied == []
     final = [f["data"] for f in frames if f["type"] == "progress"][-1]
     assert final["percent"] == 100
     assert final["processes"]["GENERATE"]["succeeded"] == 1

@@ -381,3 +381,23 @@ async def test_check_and_orphan_jobs(
     fake.fail(503, times=1)
     result = await executor.check()
     assert not result.ok and "503" in (result.detail or "")
+
+
+async def test_objects_without_metadata_do_not_kill_the_watches(
+    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+) -> None:
+    executor = await make_executor()
+    await executor.start(spec(batches=1))
+    log = event_logs(executor.events(RUN))
+    controller = fake.controller_pod(RUN)
+    fake.set_pod_phase(controller, "Running")
+    await fake.wait_for(lambda: fake.watch_count("pods") == 2 and fake.watch_count("jobs") == 1)
+    fake.inject_watch_event("pods", {"type": "DELETED", "object": {"kind": "Pod"}})
+    fake.inject_watch_event("jobs", {"type": "MODIFIED", "object": {"kind": "Job"}})
+    pod = fake.add_task_pod(RUN, "GENERATE", 1)
+    fake.set_pod_phase(pod, "Running")
+    await log.until(has(TaskChanged("GENERATE", 1, R)))  # the pod watches live on
+    fake.set_pod_phase(controller, "Succeeded")
+    fake.set_job_conditions(JOB, ("Complete", "CompletionsReached", ""))
+    events = await log.finished()
+    assert events[-1] == StatusChanged(RunStatus.SUCCEEDED, None)

@@ -6,6 +6,7 @@ import kubernetes_validate
 import pytest
 
 from nextflow_k8s_service.config import Settings, load_settings
+from nextflow_k8s_service.errors import ConfigurationError
 from nextflow_k8s_service.executors.base import RunSpec
 from nextflow_k8s_service.kubernetes import jobs
 
@@ -13,7 +14,7 @@ RUN = "r0123456789a"
 LABELS = {
     "app.kubernetes.io/name": "nextflow",
     "app.kubernetes.io/instance": f"nextflow-{RUN}",
-    "app.kubernetes.io/version": "25.04.7",
+    "app.kubernetes.io/version": "25.04.8",
     "app.kubernetes.io/component": "controller",
     "app.kubernetes.io/part-of": "nextflow-k8s-service",
     "app.kubernetes.io/managed-by": "nextflow-k8s-service",
@@ -64,6 +65,7 @@ def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -
                         "runAsUser": 1000,
                         "runAsGroup": 1000,
                         "fsGroup": 1000,
+                        "fsGroupChangePolicy": "OnRootMismatch",
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "initContainers": [
@@ -90,7 +92,7 @@ def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -
                     "containers": [
                         {
                             "name": "nextflow",
-                            "image": "nextflow/nextflow:25.04.7",
+                            "image": "nextflow/nextflow:25.04.8",
                             "imagePullPolicy": "IfNotPresent",
                             "command": [
                                 "nextflow",
@@ -104,9 +106,14 @@ def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -
                                 "false",
                             ],
                             "workingDir": f"/workspace/runs/{RUN}",
+                            # The baked framework, no update check, Nextflow's own files on
+                            # the pod-local scratch volume.
                             "env": [
-                                {"name": "NXF_VER", "value": "25.04.7"},
-                                {"name": "NXF_HOME", "value": "/workspace/.nextflow"},
+                                {"name": "NXF_VER", "value": "25.04.8"},
+                                {"name": "NXF_DIST", "value": "/.nextflow/framework"},
+                                {"name": "NXF_HOME", "value": "/tmp/nextflow-home"},
+                                {"name": "NXF_CACHE_DIR", "value": "/tmp/nextflow-cache"},
+                                {"name": "NXF_DISABLE_CHECK_LATEST", "value": "true"},
                                 {"name": "NXF_ANSI_LOG", "value": "false"},
                                 {"name": "NXF_OPTS", "value": "-Xms256m -Xmx3072m"},
                                 {"name": "HOME", "value": "/tmp"},
@@ -123,6 +130,7 @@ def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -
                                     "mountPath": "/etc/nextflow-run",
                                     "readOnly": True,
                                 },
+                                {"name": "scratch", "mountPath": "/tmp"},
                             ],
                         }
                     ],
@@ -145,6 +153,7 @@ def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -
                             },
                         },
                         {"name": "run-config", "configMap": {"name": f"nextflow-{RUN}-config"}},
+                        {"name": "scratch", "emptyDir": {"sizeLimit": "2Gi"}},
                     ],
                 },
             },
@@ -211,10 +220,26 @@ def test_nextflow_config_is_the_expected_text(settings: Settings, spec: RunSpec)
         "    cleanup = true\n"
         "    cpuLimits = true\n"
         "    securityContext = [runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, "
-        "runAsNonRoot: true]\n"
-        f"    pod = [\n{pod_lines}\n    ]\n"
+        "fsGroupChangePolicy: 'OnRootMismatch', runAsNonRoot: true]\n"
+        f"    pod = [\n{pod_lines},\n        [automountServiceAccountToken: false]\n    ]\n"
         "}\n"
     )
+
+
+def test_offline_controller_uses_the_baked_plugins(spec: RunSpec) -> None:
+    settings = load_settings(nextflow_plugins_dir="/opt/nextflow/plugins", nextflow_offline=True)
+    (container,) = jobs.build_job(settings, spec)["spec"]["template"]["spec"]["containers"]
+    env = {entry["name"]: entry["value"] for entry in container["env"]}
+    assert env["NXF_PLUGINS_DIR"] == "/opt/nextflow/plugins"
+    assert env["NXF_OFFLINE"] == "true"
+    assert env["NXF_DIST"] == "/.nextflow/framework"
+    assert not env["NXF_HOME"].startswith(jobs.WORKSPACE_MOUNT)
+    assert not env["NXF_CACHE_DIR"].startswith(jobs.WORKSPACE_MOUNT)
+
+
+def test_offline_without_baked_plugins_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="NEXTFLOW_PLUGINS_DIR"):
+        load_settings(nextflow_offline=True)
 
 
 def test_groovy_strings_are_escaped(spec: RunSpec) -> None:

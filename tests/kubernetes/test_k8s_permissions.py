@@ -7,6 +7,7 @@ from typing import Any
 from nextflow_k8s_service.executors.base import RunSpec, StatusChanged
 from nextflow_k8s_service.kubernetes.permissions import SERVICE_PERMISSIONS
 from tests.kubernetes.fake_api import FakeKubernetes
+from tests.kubernetes.fake_policy import Quota
 
 RUN = "r0123456789a"
 
@@ -38,4 +39,11 @@ async def test_every_granted_permission_is_used_and_nothing_else(
     await executor.cancel(RUN)
     events = await log.finished()
     assert isinstance(events[-1], StatusChanged)
+    # A run whose controller pod the quota refuses: the Job's events say why.
+    fake.quota = Quota("nextflow-homelab", cpu=1)
+    refused = RunSpec("r0123456789b", 1, 10, 0, 0)
+    await executor.start(refused)
+    log = event_logs(executor.events(refused.run_id))
+    events = await log.finished()
+    assert "exceeded quota" in str(events[-1])
     assert set(fake.calls) == as_triples(SERVICE_PERMISSIONS)
