@@ -51,6 +51,23 @@ export function setText(node, text) {
   if (node.textContent !== value) node.textContent = value;
 }
 
+/** Set `node.dataset[key]` only when it differs: even an unchanged write makes the browser
+ * recompute the styles that depend on the attribute. @param {HTMLElement | SVGElement} node
+ * @param {string} key @param {string} value */
+export function setData(node, key, value) {
+  if (node.dataset[key] !== value) node.dataset[key] = value;
+}
+
+/** @param {Element} node @param {string} name @param {string} value */
+export function setAttr(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+}
+
+/** @param {HTMLElement} node @param {boolean} hidden */
+export function setHidden(node, hidden) {
+  if (node.hidden !== hidden) node.hidden = hidden;
+}
+
 /** Seconds as "12.3 s", "4 m 05 s", "1 h 02 m". @param {number | null | undefined} seconds */
 export function formatDuration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
@@ -86,11 +103,20 @@ export function formatFixed(value, digits = 2) {
   return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
+// One formatter for every log line: building one per call (toLocaleTimeString) costs more than
+// drawing the line.
+const TIME_FORMAT = new Intl.DateTimeFormat("en-GB", {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hour12: false,
+});
+
 /** @param {string} iso */
 export function formatTime(iso) {
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString("en-GB", { hour12: false });
+  return TIME_FORMAT.format(date);
 }
 
 /** Whether the visitor asked for less motion. */

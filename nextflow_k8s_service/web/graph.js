@@ -3,7 +3,7 @@
 // crisp and legible from a phone to a wide screen. Colours and animation live in style.css.
 // @ts-check
 
-import { s } from "./dom.js";
+import { s, setData } from "./dom.js";
 import { TASK_STATES, taskName } from "./state.js";
 
 /** @param {number} value @param {number} lo @param {number} hi */
@@ -70,8 +70,8 @@ export class PipelineGraph {
 
   decorate() {
     if (!this.svg) return;
-    this.svg.dataset.mode = this.mode;
-    this.svg.dataset.runStatus = this.runStatus;
+    setData(this.svg, "mode", this.mode);
+    setData(this.svg, "runStatus", this.runStatus);
   }
 
   render() {

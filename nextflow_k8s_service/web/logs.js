@@ -4,7 +4,7 @@
 // incremental (only lines not drawn yet are added, the oldest removed at the cap) and runs at
 // most once per animation frame, so a flood of lines never blocks the page.
 
-import { h, formatTime } from "./dom.js";
+import { h, formatTime, setHidden, setText } from "./dom.js";
 import { MAX_LOG_LINES } from "./state.js";
 
 const STICK_SLACK_PX = 24;
@@ -79,7 +79,7 @@ export class LogConsole {
     this.drawn = logs.added;
     const fragment = document.createDocumentFragment();
     for (const line of logs.lines.slice(logs.lines.length - fresh)) fragment.append(this.row(line));
-    this.empty.hidden = true;
+    setHidden(this.empty, true);
     this.list.append(fragment);
     const rows = this.list.getElementsByClassName("line");
     for (let excess = rows.length - MAX_LOG_LINES; excess > 0; excess -= 1) rows[0].remove();
@@ -156,9 +156,9 @@ export class LogConsole {
   }
 
   updateJump() {
-    this.jump.hidden = this.stick;
-    this.jump.textContent = this.unseen
+    setHidden(this.jump, this.stick);
+    setText(this.jump, this.unseen
       ? `Jump to latest (${this.unseen > 99 ? "99+" : this.unseen} new)`
-      : "Jump to latest";
+      : "Jump to latest");
   }
 }

@@ -3,16 +3,16 @@
 // and of `env` (the clock and whether this tab holds the run's cancel token); they write only
 // what differs, so calling them on every frame is cheap.
 
-import { setText, formatClock, formatDuration } from "./dom.js";
+import { setAttr, setData, setHidden, setText, formatClock, formatDuration } from "./dom.js";
 import { TERMINAL, isActive, plural, pendingTasks, processCounts, taskStates, PROCESSES } from "./state.js";
 
 /** @typedef {import("./state.js").State} State */
 /** @typedef {import("./state.js").Run} Run */
 /** @typedef {{now: number, offsetMs: number, hasToken: (runId: string) => boolean}} Env */
 
-/** @param {HTMLElement} node @param {string} name @param {string} value */
-function setAttr(node, name, value) {
-  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+/** @param {HTMLElement} node @param {string} width */
+function setWidth(node, width) {
+  if (node.style.width !== width) node.style.width = width;
 }
 
 /** The run the card shows: none while the visitor looks at a plan. @param {State} state */
@@ -72,10 +72,10 @@ function renderProcesses(rows, counts) {
     const total = c.total || 0;
     /** @param {number} value */
     const pct = (value) => (total ? `${(100 * value) / total}%` : "0%");
-    row.ok.style.width = pct(c.succeeded);
-    row.run.style.width = pct(c.running);
-    row.bad.style.width = pct(c.failed + (c.cancelled || 0));
-    row.bad.dataset.kind = c.failed ? "failed" : "cancelled";
+    setWidth(row.ok, pct(c.succeeded));
+    setWidth(row.run, pct(c.running));
+    setWidth(row.bad, pct(c.failed + (c.cancelled || 0)));
+    setData(row.bad, "kind", c.failed ? "failed" : "cancelled");
     setText(row.count, `${c.succeeded} / ${total}`);
     setAttr(row.bar, "aria-valuemax", String(total));
     setAttr(row.bar, "aria-valuenow", String(c.succeeded));
@@ -103,7 +103,7 @@ export function renderRunCard(ui, rows, graph, state, env) {
   const stale = isStale(state);
   if (!run) {
     const n = state.plan;
-    ui.status.dataset.status = "idle";
+    setData(ui.status, "status", "idle");
     setText(ui.status, "ready");
     setText(ui.runLabel, `Plan for the next run: ${plural(n, "batch", "batches")}`);
     setText(ui.runId, "—");
@@ -111,18 +111,18 @@ export function renderRunCard(ui, rows, graph, state, env) {
     setText(ui.percent, "0%");
     setText(ui.runBy, "—");
     setOverall(ui, 0);
-    ui.runMessage.hidden = true;
-    ui.reportCue.hidden = true;
+    setHidden(ui.runMessage, true);
+    setHidden(ui.reportCue, true);
     graph.setShape(n, "preview");
     graph.setRunStatus("idle");
     graph.setStates(pendingTasks(n));
     renderProcesses(rows, processCounts(pendingTasks(n)));
-    document.body.dataset.runStatus = "idle";
+    setData(document.body, "runStatus", "idle");
     return;
   }
   const status = run.status || "unknown";
   const shownStatus = stale ? "paused" : status;
-  ui.status.dataset.status = shownStatus;
+  setData(ui.status, "status", shownStatus);
   setText(ui.status, stale ? "disconnected" : status);
   setText(ui.runLabel, isActive(run) ? "Run in progress" : "Last run");
   setText(ui.runId, run.run_id);
@@ -131,13 +131,13 @@ export function renderRunCard(ui, rows, graph, state, env) {
   setOverall(ui, state.percent);
   let message = run.message && (TERMINAL.has(status) || status === "starting") ? run.message : "";
   if (stale) message = "Connection to the service lost: the run is shown as it was; it will update once the service answers again.";
-  ui.runMessage.hidden = !message;
+  setHidden(ui.runMessage, !message);
   setText(ui.runMessage, message);
-  ui.runMessage.dataset.status = shownStatus;
+  setData(ui.runMessage, "status", shownStatus);
   const seconds = elapsedSeconds(run, state, env);
   const done = TERMINAL.has(status);
   setText(ui.elapsed, seconds === null ? "—" : done ? formatDuration(seconds) : formatClock(seconds));
-  ui.reportCue.hidden = !(state.report && state.report.runId === run.run_id);
+  setHidden(ui.reportCue, !(state.report && state.report.runId === run.run_id));
   if (run.batch_count) {
     const tasks = taskStates(run);
     graph.setShape(run.batch_count, "run");
@@ -147,13 +147,13 @@ export function renderRunCard(ui, rows, graph, state, env) {
   }
   const spoken = sentence(run, stale);
   if (ui.runLive.textContent !== spoken) setText(ui.runLive, spoken);
-  document.body.dataset.runStatus = shownStatus;
+  setData(document.body, "runStatus", shownStatus);
 }
 
 /** @param {Record<string, HTMLElement>} ui @param {number} percent */
 function setOverall(ui, percent) {
   const value = Math.max(0, Math.min(100, percent));
-  ui.overallFill.style.width = `${value}%`;
+  setWidth(ui.overallFill, `${value}%`);
   setAttr(ui.overall, "aria-valuenow", String(Math.floor(value)));
 }
 
@@ -167,28 +167,29 @@ export function renderControls(ui, state, env) {
   const run = state.run;
   const active = isActive(run);
   const n = shownBatches(state);
-  ui.slider.max = String(state.limits.max_batch_count);
+  setAttr(ui.slider, "max", String(state.limits.max_batch_count));
   setText(ui.rangeMax, String(state.limits.max_batch_count));
   if (Number(ui.slider.value) !== n) ui.slider.value = String(n);
-  ui.slider.disabled = active;
+  if (ui.slider.disabled !== active) ui.slider.disabled = active;
   setText(ui.sliderOut, String(n));
   setAttr(ui.slider, "aria-valuetext", plural(n, "batch", "batches"));
   setText(ui.sliderNote, active ? "Batches of the run in progress" : "");
-  ui.sliderNote.hidden = !active;
+  setHidden(ui.sliderNote, !active);
 
   const executor = (run && run.executor) || state.limits.executor;
   if (executor) {
     setText(ui.executor, executor);
-    ui.executor.dataset.executor = executor;
-    ui.executor.title = executor === "kubernetes" ? "Tasks run as Kubernetes pods" : "Tasks run as local processes";
+    setData(ui.executor, "executor", executor);
+    setAttr(ui.executor, "title", executor === "kubernetes" ? "Tasks run as Kubernetes pods" : "Tasks run as local processes");
   }
 
   const stale = isStale(state);
   const canCancel = active && !stale && run !== null && env.hasToken(run.run_id);
-  ui.runBtn.disabled = state.submitting || active;
+  const runDisabled = state.submitting || active;
+  if (ui.runBtn.disabled !== runDisabled) ui.runBtn.disabled = runDisabled;
   setText(ui.runBtn, state.submitting ? "Starting…" : active ? "Run in progress…" : "Run pipeline");
-  ui.cancelBtn.hidden = !canCancel;
-  ui.cancelBtn.disabled = state.cancelling;
+  setHidden(ui.cancelBtn, !canCancel);
+  if (ui.cancelBtn.disabled !== state.cancelling) ui.cancelBtn.disabled = state.cancelling;
   setText(ui.cancelBtn, state.cancelling ? "Cancelling…" : "Cancel run");
 
   let notice = state.notice ? state.notice.text : "";
@@ -196,21 +197,21 @@ export function renderControls(ui, state, env) {
     const by = run.triggered_by ? ` by ${run.triggered_by}` : "";
     notice = `A run is already in progress (started${by}) — you are watching it live.`;
   }
-  ui.notice.hidden = !notice;
+  setHidden(ui.notice, !notice);
   setText(ui.notice, notice);
-  ui.error.hidden = !state.error;
+  setHidden(ui.error, !state.error);
   setText(ui.error, state.error);
 
   renderConnection(ui, state, env);
   // The live dot moves only while something is changing.
-  document.body.dataset.busy = active && state.connection === "live" ? "yes" : "no";
+  setData(document.body, "busy", active && state.connection === "live" ? "yes" : "no");
 }
 
 /** @param {Record<string, HTMLElement>} ui @param {State} state @param {Env} env */
 export function renderConnection(ui, state, env) {
   const kind = state.connection;
-  ui.conn.dataset.state = kind;
-  document.body.dataset.connection = kind;
+  setData(ui.conn, "state", kind);
+  setData(document.body, "connection", kind);
   /** @type {Record<string, string>} */
   const labels = { connecting: "Connecting…", live: "Live", offline: "Offline" };
   let text = labels[kind] || "Reconnecting…";
