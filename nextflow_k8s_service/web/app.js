@@ -5,7 +5,7 @@
 // before and after; drawing happens at most once per animation frame.
 
 import { api, ApiError, reportUrl, streamUrl } from "./api.js";
-import { $, h, setText } from "./dom.js";
+import { $, h, prefersReducedMotion, setText } from "./dom.js";
 import { PipelineGraph } from "./graph.js";
 import { LogConsole } from "./logs.js";
 import { renderBatchTable, renderChart, renderTotals } from "./report.js";
@@ -141,6 +141,9 @@ function draw() {
   renderRunCard(ui, procRows, graph, state, now);
   if (!drawn || drawn.logs !== state.logs) logs.render(state.logs);
   if (!drawn || drawn.report !== state.report) renderReport(state.report);
+  if (state.history && (!drawn || drawn.history !== state.history)) {
+    renderHistory(ui.history, ui.historyEmpty, state.history);
+  }
   const batches = shownBatches(state);
   if (batches !== previewFor) {
     previewFor = batches;
@@ -149,14 +152,10 @@ function draw() {
   if (state.focusRun) {
     // A run this tab started (or attached to): bring it into view and move focus there.
     ui.pipelineTitle.focus({ preventScroll: true });
-    ui.pipeline.scrollIntoView({ block: "start", behavior: reducedMotion() ? "auto" : "smooth" });
+    ui.pipeline.scrollIntoView({ block: "start", behavior: prefersReducedMotion() ? "auto" : "smooth" });
     dispatch({ type: "focused" });
   }
   drawn = state;
-}
-
-function reducedMotion() {
-  return window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 }
 
 /** Side effects that follow from a state change. @param {State} before @param {State} after @param {Frame} frame */
@@ -206,7 +205,7 @@ function loadHistory() {
   historyTimer = setTimeout(() => {
     api
       .history(HISTORY_LIMIT)
-      .then((runs) => renderHistory(ui.history, ui.historyEmpty, runs))
+      .then((runs) => dispatch({ type: "history", data: { runs } }))
       .catch(() => {
         /* keep what is shown; the next run or reconnect refreshes it */
       });
@@ -288,7 +287,8 @@ function buildProcessRows() {
       run,
       bad,
     );
-    ui.procs.append(h("div", { class: "proc", dataset: { process: name.toLowerCase() } }, h("span", { class: "proc-name" }, name), bar, count));
+    const label = h("span", { class: "proc-name" }, name);
+    ui.procs.append(h("div", { class: "proc", dataset: { process: name.toLowerCase() } }, label, bar, count));
     rows[name] = { ok, run, bad, count, bar };
   }
   return rows;
@@ -344,7 +344,7 @@ async function onCancel() {
 function onReportCue(event) {
   event.preventDefault();
   ui.reportTitle.focus({ preventScroll: true });
-  ui.report.scrollIntoView({ block: "start", behavior: reducedMotion() ? "auto" : "smooth" });
+  ui.report.scrollIntoView({ block: "start", behavior: prefersReducedMotion() ? "auto" : "smooth" });
 }
 
 // --- start ---------------------------------------------------------------------------------

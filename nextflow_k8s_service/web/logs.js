@@ -13,7 +13,7 @@ const STICK_SLACK_PX = 24;
 /** @typedef {import("./state.js").LogLine} LogLine */
 
 /** @param {unknown} source */
-export function sourceKind(source) {
+function sourceKind(source) {
   const text = String(source || "");
   if (text.startsWith("GENERATE")) return "generate";
   if (text.startsWith("ANALYZE")) return "analyze";

@@ -11,7 +11,7 @@ function num(value) {
 }
 
 /** Round tick values covering [lo, hi]. @param {number} lo @param {number} hi */
-export function niceTicks(lo, hi, count = 5) {
+function niceTicks(lo, hi, count = 5) {
   let low = lo;
   let high = hi;
   if (!(high > low)) {

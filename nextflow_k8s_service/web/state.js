@@ -40,6 +40,7 @@ const TASK_RE = /^(GENERATE|ANALYZE) \((\d+)\)$|^REPORT$/;
  *   report: {runId: string, data: any} | null,
  *   plan: number,
  *   previewOnly: boolean,
+ *   history: unknown[] | null,
  *   submitting: boolean,
  *   cancelling: boolean,
  *   notice: {text: string, runId: string | null} | null,
@@ -51,6 +52,7 @@ const TASK_RE = /^(GENERATE|ANALYZE) \((\d+)\)$|^REPORT$/;
  *   `percent`: the overall progress shown, which never goes backwards within a run.
  *   `plan`: the batch count of the controls; `previewOnly`: the visitor moved it after a run
  *   ended, so the graph shows the plan instead of the last run.
+ *   `history`: the recent runs (GET /demo/history), null until loaded.
  *   `ownRun`: the run this tab started; `focusRun`: a run this tab just started, to bring into view.
  */
 
@@ -67,6 +69,7 @@ export function initialState() {
     report: null,
     plan: 5,
     previewOnly: false,
+    history: null,
     submitting: false,
     cancelling: false,
     notice: null,
@@ -98,7 +101,7 @@ export function pendingTasks(n) {
 }
 
 /** @param {string} runId @returns {Run} */
-export function blankRun(runId) {
+function blankRun(runId) {
   return {
     run_id: runId,
     status: "queued",
@@ -176,7 +179,7 @@ export function processCounts(tasks) {
  * the bar moves as soon as work starts; a succeeded run is 100.
  * @param {Run} run
  */
-export function runPercent(run) {
+function runPercent(run) {
   if (run.status === "succeeded") return 100;
   const tasks = taskStates(run);
   const names = Object.keys(tasks);
@@ -331,8 +334,8 @@ function onTask(state, data) {
 
 /**
  * The next state after `frame`. Stream frames: snapshot, status, progress, task, log, complete,
- * error. The page's own: limits, connection, plan, submit, started, submit-failed, cancel,
- * cancelled, cancel-failed, detail, report, notice.
+ * error. The page's own: limits, connection, plan, submit, started, submit-failed, focused,
+ * cancel, cancelled, cancel-failed, detail, report, history.
  * @param {State} state
  * @param {Frame} frame
  * @returns {State}
@@ -439,6 +442,8 @@ export function applyFrame(state, frame) {
       return { ...state, cancelling: false, error: String(data.message || "The run could not be cancelled.") };
     case "detail":
       return onDetail(state, data);
+    case "history":
+      return Array.isArray(data.runs) ? { ...state, history: data.runs } : state;
     case "report":
       if (!state.run || state.run.run_id !== data.runId || !obj(data.data).totals) return state;
       return { ...state, report: { runId: String(data.runId), data: data.data } };

@@ -16,12 +16,12 @@ function setWidth(node, width) {
 }
 
 /** The run the card shows: none while the visitor looks at a plan. @param {State} state */
-export function shownRun(state) {
+function shownRun(state) {
   return state.previewOnly ? null : state.run;
 }
 
 /** The stream is away while a run is on: the card must not look live. @param {State} state */
-export function isStale(state) {
+function isStale(state) {
   return state.connection !== "live" && state.lostAt !== null && isActive(state.run);
 }
 
