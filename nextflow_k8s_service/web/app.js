@@ -316,6 +316,10 @@ async function onSubmit(event) {
       message = `Too many runs were started from here just now.${wait}`;
     }
     dispatch({ type: "submit-failed", data: { message } });
+    // The button was disabled while the request ran, which dropped its focus: give it back.
+    if (document.activeElement === document.body) {
+      requestAnimationFrame(() => ui.runBtn.focus());
+    }
   }
 }
 

@@ -203,4 +203,5 @@ async def test_the_rate_limit_notice_says_when_to_retry(
     await expect(error).to_have_text(re.compile(r"Try again in \d+ seconds?\.$"))
     await expect(error).not_to_contain_text("RATE_LIMIT")
     await expect(page.locator("#run-btn")).to_be_enabled()
+    await expect(page.locator("#run-btn")).to_be_focused()
     visitors.assert_no_errors()
