@@ -11,8 +11,9 @@ import { LogConsole } from "./logs.js";
 import { renderBatchTable, renderChart, renderTotals } from "./report.js";
 import { renderHistory } from "./history.js";
 import { renderPreview } from "./preview.js";
-import { applyFrame, initialState, isActive, plural, PROCESSES, RUN_ID_RE, TERMINAL } from "./state.js";
+import { applyFrame, initialState, isActive, plural, RUN_ID_RE, TERMINAL } from "./state.js";
 import { Stream } from "./stream.js";
+import { PROCESSES } from "./tasks.js";
 import { renderConnection, renderControls, renderRunCard, shownBatches } from "./view.js";
 
 /** @typedef {import("./state.js").State} State */
@@ -106,7 +107,11 @@ function cancelToken(runId) {
 }
 
 function env() {
-  return { now: Date.now(), offsetMs: clock.offsetMs, hasToken: (/** @type {string} */ id) => Boolean(cancelToken(id)) };
+  return {
+    now: Date.now(),
+    offsetMs: clock.offsetMs,
+    hasToken: (/** @type {string} */ id) => Boolean(cancelToken(id)),
+  };
 }
 
 // --- dispatch, effects, drawing -------------------------------------------------------------
@@ -158,7 +163,12 @@ function draw() {
   drawn = state;
 }
 
-/** Side effects that follow from a state change. @param {State} before @param {State} after @param {Frame} frame */
+/**
+ * Side effects that follow from a state change.
+ * @param {State} before
+ * @param {State} after
+ * @param {Frame} frame
+ */
 function effects(before, after, frame) {
   const run = after.run;
   const newRun = run && (!before.run || before.run.run_id !== run.run_id);
@@ -310,9 +320,12 @@ async function onSubmit(event) {
     dispatch({ type: "started", data });
   } catch (error) {
     let message = error instanceof ApiError ? error.message : "The run could not be started.";
-    if (error instanceof ApiError && error.status === 503) message = `The service cannot start runs right now: ${message}`;
+    if (error instanceof ApiError && error.status === 503)
+      message = `The service cannot start runs right now: ${message}`;
     if (error instanceof ApiError && error.status === 429) {
-      const wait = error.retryAfter ? ` Try again in ${plural(error.retryAfter, "second")}.` : " Try again in a minute.";
+      const wait = error.retryAfter
+        ? ` Try again in ${plural(error.retryAfter, "second")}.`
+        : " Try again in a minute.";
       message = `Too many runs were started from here just now.${wait}`;
     }
     dispatch({ type: "submit-failed", data: { message } });
@@ -333,7 +346,8 @@ async function onCancel() {
     dispatch({ type: "cancelled", data: result });
   } catch (error) {
     const status = error instanceof ApiError ? error.status : 0;
-    if (status === 404) dispatch({ type: "cancel-failed", data: { notice: "The run had already finished." } });
+    if (status === 404)
+      dispatch({ type: "cancel-failed", data: { notice: "The run had already finished." } });
     else if (status === 403) {
       storage("session")?.removeItem(TOKEN_PREFIX + run.run_id);
       dispatch({ type: "cancel-failed", data: { message: "This tab may no longer cancel the run." } });
@@ -357,7 +371,9 @@ async function init() {
   ui.form.addEventListener("submit", onSubmit);
   ui.cancelBtn.addEventListener("click", onCancel);
   ui.reportCue.addEventListener("click", onReportCue);
-  ui.slider.addEventListener("input", () => dispatch({ type: "plan", data: { count: Number(ui.slider.value) } }));
+  ui.slider.addEventListener("input", () =>
+    dispatch({ type: "plan", data: { count: Number(ui.slider.value) } }),
+  );
   ui.who.value = storage("local")?.getItem(NAME_KEY) || "";
 
   try {

@@ -16,7 +16,8 @@ function build(node, attrs, children) {
     if (value === null || value === undefined || value === false) continue;
     if (key === "text") node.textContent = String(value);
     else if (key === "class") node.setAttribute("class", String(value));
-    else if (key === "dataset") Object.assign(/** @type {HTMLElement} */ (/** @type {unknown} */ (node)).dataset, value);
+    else if (key === "dataset")
+      Object.assign(/** @type {HTMLElement} */ (/** @type {unknown} */ (node)).dataset, value);
     else if (key.startsWith("on") && typeof value === "function") {
       node.addEventListener(key.slice(2), /** @type {EventListener} */ (value));
     } else node.setAttribute(key, value === true ? "" : String(value));
@@ -28,12 +29,24 @@ function build(node, attrs, children) {
   return node;
 }
 
-/** An HTML element: h("td", {class: "x"}, "text", otherNode). @param {string} tag @param {Attrs | null} [attrs] @param {(Child | Child[])[]} children @returns {HTMLElement} */
+/**
+ * An HTML element: h("td", {class: "x"}, "text", otherNode).
+ * @param {string} tag
+ * @param {Attrs | null} [attrs]
+ * @param {(Child | Child[])[]} children
+ * @returns {HTMLElement}
+ */
 export function h(tag, attrs, ...children) {
   return build(document.createElement(tag), attrs, children);
 }
 
-/** An SVG element, same signature as h(). @param {string} tag @param {Attrs | null} [attrs] @param {(Child | Child[])[]} children @returns {SVGElement} */
+/**
+ * An SVG element, same signature as h().
+ * @param {string} tag
+ * @param {Attrs | null} [attrs]
+ * @param {(Child | Child[])[]} children
+ * @returns {SVGElement}
+ */
 export function s(tag, attrs, ...children) {
   return build(document.createElementNS(SVG_NS, tag), attrs, children);
 }
@@ -89,7 +102,10 @@ export function formatClock(seconds) {
   return hh ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
 }
 
-/** Compact number for axes and counts: integers as such, others with at most `digits` decimals. @param {unknown} value */
+/**
+ * Compact number for axes and counts: integers as such, others with at most `digits` decimals.
+ * @param {unknown} value
+ */
 export function formatNumber(value, digits = 2) {
   if (value === null || value === undefined || !Number.isFinite(Number(value))) return "—";
   const n = Number(value);
@@ -97,10 +113,16 @@ export function formatNumber(value, digits = 2) {
   return n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
 
-/** A number with exactly `digits` decimals, for table columns that line up. @param {unknown} value */
+/**
+ * A number with exactly `digits` decimals, for table columns that line up.
+ * @param {unknown} value
+ */
 export function formatFixed(value, digits = 2) {
   if (value === null || value === undefined || !Number.isFinite(Number(value))) return "—";
-  return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  return Number(value).toLocaleString("en-US", {
+    maximumFractionDigits: digits,
+    minimumFractionDigits: digits,
+  });
 }
 
 // One formatter for every log line: building one per call (toLocaleTimeString) costs more than

@@ -4,7 +4,7 @@
 // @ts-check
 
 import { s, setData } from "./dom.js";
-import { TASK_STATES, taskName } from "./state.js";
+import { TASK_STATES, taskName } from "./tasks.js";
 
 /** @param {number} value @param {number} lo @param {number} hi */
 function clamp(value, lo, hi) {
@@ -41,7 +41,11 @@ export class PipelineGraph {
     observer.observe(container);
   }
 
-  /** Show `n` lanes; `mode` is "preview" (what a run would look like) or "run". @param {number} n @param {string} mode */
+  /**
+   * Show `n` lanes; `mode` is "preview" (what a run would look like) or "run".
+   * @param {number} n
+   * @param {string} mode
+   */
   setShape(n, mode) {
     const changed = n !== this.batchCount;
     this.batchCount = n;
@@ -123,7 +127,14 @@ export class PipelineGraph {
     const nodeLayer = s("g", { class: "nodes" });
     svg.append(edgeLayer, nodeLayer);
 
-    /** @param {string} name @param {number} x @param {number} y @param {number} w @param {number} hgt @param {string} label */
+    /**
+     * @param {string} name
+     * @param {number} x
+     * @param {number} y
+     * @param {number} w
+     * @param {number} hgt
+     * @param {string} label
+     */
     const addNode = (name, x, y, w, hgt, label) => {
       const g = s("g", { class: "node", "data-task": name });
       const title = s("title", {}, name);

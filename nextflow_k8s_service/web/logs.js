@@ -68,7 +68,10 @@ export class LogConsole {
     filter.addEventListener("change", () => this.applyFilter());
   }
 
-  /** Draw `logs`: start over on a new epoch, else append the lines not drawn yet. @param {Logs} logs */
+  /**
+   * Draw `logs`: start over on a new epoch, else append the lines not drawn yet.
+   * @param {Logs} logs
+   */
   render(logs) {
     if (logs.epoch !== this.epoch) {
       this.clear();
@@ -157,8 +160,9 @@ export class LogConsole {
 
   updateJump() {
     setHidden(this.jump, this.stick);
-    setText(this.jump, this.unseen
-      ? `Jump to latest (${this.unseen > 99 ? "99+" : this.unseen} new)`
-      : "Jump to latest");
+    setText(
+      this.jump,
+      this.unseen ? `Jump to latest (${this.unseen > 99 ? "99+" : this.unseen} new)` : "Jump to latest",
+    );
   }
 }

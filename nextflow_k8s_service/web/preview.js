@@ -13,7 +13,11 @@ function quotaBar(bar, used, quota) {
   bar.dataset.level = ratio > 1 ? "over" : ratio > 0.8 ? "near" : "ok";
 }
 
-/** @param {Record<string, HTMLElement>} ui @param {any} p a DemoPreview @param {string | null} executor */
+/**
+ * @param {Record<string, HTMLElement>} ui
+ * @param {any} p a DemoPreview
+ * @param {string | null} executor
+ */
 export function renderPreview(ui, p, executor) {
   const pods = executor === "kubernetes";
   const g = p.processes && p.processes.GENERATE ? p.processes.GENERATE.tasks : p.batch_count;
@@ -36,6 +40,7 @@ export function renderPreview(ui, p, executor) {
   const atOnce = pods ? plural(p.peak_worker_pods, "worker pod") : plural(p.peak_worker_pods, "task");
   setText(
     ui.pvSummary,
-    `${plural(p.batch_count, "batch", "batches")}: ${g} GENERATE + ${a} ANALYZE + 1 REPORT, at most ${atOnce} at once.`,
+    `${plural(p.batch_count, "batch", "batches")}: ${g} GENERATE + ${a} ANALYZE + 1 REPORT, ` +
+      `at most ${atOnce} at once.`,
   );
 }

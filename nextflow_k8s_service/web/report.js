@@ -51,7 +51,9 @@ export function renderChart(container, report) {
   const height = narrow ? 210 : 250;
   const m = { top: 14, right: 10, bottom: 34, left: narrow ? 56 : 68 };
   const low = Math.min(...batches.map((/** @type {any} */ b) => Math.min(b.min ?? b.mean, b.mean - b.stdev)));
-  const high = Math.max(...batches.map((/** @type {any} */ b) => Math.max(b.max ?? b.mean, b.mean + b.stdev)));
+  const high = Math.max(
+    ...batches.map((/** @type {any} */ b) => Math.max(b.max ?? b.mean, b.mean + b.stdev)),
+  );
   const scale = niceTicks(low, high, narrow ? 4 : 5);
   const plotW = width - m.left - m.right;
   const plotH = height - m.top - m.bottom;
@@ -114,7 +116,13 @@ export function renderChart(container, report) {
       s("circle", { class: "mean", cx, cy: y(b.mean), r: narrow ? 3.5 : 4.5 }),
     );
     if (i % labelEvery === 0) {
-      g.append(s("text", { class: "tick", x: cx, y: height - m.bottom + 18, "text-anchor": "middle" }, String(b.batch)));
+      g.append(
+        s(
+          "text",
+          { class: "tick", x: cx, y: height - m.bottom + 18, "text-anchor": "middle" },
+          String(b.batch),
+        ),
+      );
     }
     marks.append(g);
   });
@@ -125,7 +133,17 @@ export function renderChart(container, report) {
   }
   svg.append(marks);
   svg.append(
-    s("text", { class: "axis-title", x: m.left + plotW / 2, y: height - 2, "text-anchor": "middle", "aria-hidden": "true" }, "Batch"),
+    s(
+      "text",
+      {
+        class: "axis-title",
+        x: m.left + plotW / 2,
+        y: height - 2,
+        "text-anchor": "middle",
+        "aria-hidden": "true",
+      },
+      "Batch",
+    ),
     s(
       "text",
       {

@@ -5,9 +5,9 @@
 // a run's recorded frames and a reopened run can all feed it. Unknown frame types leave the state
 // as it was. Inputs are never mutated.
 
+import { TASK_STATES, runPercent } from "./tasks.js";
+
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled", "unknown"]);
-export const TASK_STATES = ["pending", "running", "succeeded", "failed", "cancelled"];
-export const PROCESSES = ["GENERATE", "ANALYZE", "REPORT"];
 export const MAX_LOG_LINES = 500;
 export const RUN_ID_RE = /^r[0-9a-f]{11}$/;
 
@@ -84,22 +84,6 @@ export function isActive(run) {
   return Boolean(run && !TERMINAL.has(run.status));
 }
 
-/** @param {string} process @param {number} index */
-export function taskName(process, index) {
-  return index ? `${process} (${index})` : process;
-}
-
-/** Every task of a run of `n` batches, pending. @param {number} n @returns {Record<string, string>} */
-export function pendingTasks(n) {
-  /** @type {Record<string, string>} */
-  const tasks = {};
-  for (const process of ["GENERATE", "ANALYZE"]) {
-    for (let i = 1; i <= n; i += 1) tasks[taskName(process, i)] = "pending";
-  }
-  tasks.REPORT = "pending";
-  return tasks;
-}
-
 /** @param {string} runId @returns {Run} */
 function blankRun(runId) {
   return {
@@ -138,59 +122,16 @@ function normalizeRun(raw) {
   return withBatchCount(run);
 }
 
-/** Fill in `batch_count` from the tasks or counts when the server has not said it yet. @param {Run} run */
+/**
+ * Fill in `batch_count` from the tasks or counts when the server has not said it yet.
+ * @param {Run} run
+ */
 function withBatchCount(run) {
   if (run.batch_count) return run;
   const names = Object.keys(run.progress.tasks).filter((name) => name.startsWith("GENERATE"));
   const total = Number(run.progress.processes.GENERATE?.total) || 0;
   const n = names.length || total;
   return n ? { ...run, batch_count: n } : run;
-}
-
-/** Task name -> state for the graph and the bars: every task of the run, unknown ones pending. @param {Run} run */
-export function taskStates(run) {
-  const tasks = pendingTasks(run.batch_count || 0);
-  for (const [name, value] of Object.entries(run.progress.tasks)) {
-    if (name in tasks && TASK_STATES.includes(String(value))) tasks[name] = String(value);
-  }
-  if (run.status === "succeeded") for (const name of Object.keys(tasks)) tasks[name] = "succeeded";
-  return tasks;
-}
-
-/** Per-process counts from a task map. @param {Record<string, string>} tasks @returns {Record<string, Counts>} */
-export function processCounts(tasks) {
-  /** @type {Record<string, Counts>} */
-  const out = {};
-  for (const process of PROCESSES) {
-    /** @type {Record<string, number>} */
-    const counts = { total: 0, pending: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
-    for (const [name, value] of Object.entries(tasks)) {
-      if (!name.startsWith(process)) continue;
-      counts.total += 1;
-      if (value in counts) counts[value] += 1;
-    }
-    out[process] = /** @type {Counts} */ (/** @type {unknown} */ (counts));
-  }
-  return out;
-}
-
-/**
- * Progress of a run as the page shows it: finished tasks count fully and running ones half, so
- * the bar moves as soon as work starts; a succeeded run is 100.
- * @param {Run} run
- */
-function runPercent(run) {
-  if (run.status === "succeeded") return 100;
-  const tasks = taskStates(run);
-  const names = Object.keys(tasks);
-  let done = 0;
-  for (const name of names) {
-    const value = tasks[name];
-    if (value === "succeeded" || value === "failed" || value === "cancelled") done += 1;
-    else if (value === "running") done += 0.5;
-  }
-  const fromTasks = names.length && run.batch_count ? (100 * done) / names.length : 0;
-  return Math.min(100, Math.max(fromTasks, Number(run.progress.percent) || 0));
 }
 
 /** @param {LogLine} line */
@@ -210,7 +151,11 @@ function cleanLines(raw) {
     }));
 }
 
-/** Append lines, bounded; `dedupe` skips lines already held (a snapshot after a reconnect). @param {Logs} logs @param {LogLine[]} lines */
+/**
+ * Append lines, bounded; `dedupe` skips lines already held (a snapshot after a reconnect).
+ * @param {Logs} logs
+ * @param {LogLine[]} lines
+ */
 function appendLines(logs, lines, dedupe = false) {
   let fresh = lines;
   if (dedupe) {
@@ -251,7 +196,11 @@ function adopt(state, run) {
   return settle(next);
 }
 
-/** Derived bookkeeping after the run changed: monotonic percent, notices that end with the run. @param {State} state @returns {State} */
+/**
+ * Derived bookkeeping after the run changed: monotonic percent, notices that end with the run.
+ * @param {State} state
+ * @returns {State}
+ */
 function settle(state) {
   const run = state.run;
   if (!run) return state;
@@ -265,7 +214,12 @@ function settle(state) {
   return next;
 }
 
-/** Make sure frames of `runId` land on a run. @param {State} state @param {unknown} runId @returns {State | null} */
+/**
+ * Make sure frames of `runId` land on a run.
+ * @param {State} state
+ * @param {unknown} runId
+ * @returns {State | null}
+ */
 function onRun(state, runId) {
   if (typeof runId !== "string" || !RUN_ID_RE.test(runId)) return null;
   if (state.run && state.run.run_id === runId) return state;
@@ -297,7 +251,12 @@ function onSnapshot(state, data) {
   return next;
 }
 
-/** Merge a RunDetail fetched over HTTP, which may be older than what the stream already said. @param {State} state @param {any} detail @returns {State} */
+/**
+ * Merge a RunDetail fetched over HTTP, which may be older than what the stream already said.
+ * @param {State} state
+ * @param {any} detail
+ * @returns {State}
+ */
 function onDetail(state, detail) {
   const run = state.run;
   if (!run || !detail || detail.run_id !== run.run_id) return state;
@@ -348,7 +307,10 @@ export function applyFrame(state, frame) {
     case "status": {
       const next = onRun(state, frame.run_id);
       if (!next || !next.run) return state;
-      return patchRun(next, { status: String(data.status || next.run.status), message: data.message ?? null });
+      return patchRun(next, {
+        status: String(data.status || next.run.status),
+        message: data.message ?? null,
+      });
     }
     case "progress": {
       const next = onRun(state, frame.run_id);
@@ -413,7 +375,8 @@ export function applyFrame(state, frame) {
       const runId = next.run.run_id;
       if (data.attached) {
         const by = next.run.triggered_by ? ` by ${next.run.triggered_by}` : "";
-        const text = `A run was already in progress (${plural(next.run.batch_count || 0, "batch", "batches")}, started${by}) — you are watching it instead.`;
+        const batches = plural(next.run.batch_count || 0, "batch", "batches");
+        const text = `A run was already in progress (${batches}, started${by}) — you are watching it instead.`;
         return { ...next, notice: { text, runId }, focusRun: runId };
       }
       return {
@@ -431,15 +394,24 @@ export function applyFrame(state, frame) {
       return { ...state, cancelling: true, error: "" };
     case "cancelled": {
       /** @type {State} */
-      let next = { ...state, cancelling: false, notice: { text: `Run ${data.run_id} was cancelled.`, runId: null } };
+      let next = {
+        ...state,
+        cancelling: false,
+        notice: { text: `Run ${data.run_id} was cancelled.`, runId: null },
+      };
       if (next.run && next.run.run_id === data.run_id && isActive(next.run)) {
         next = patchRun(next, { status: "cancelled" });
       }
       return next;
     }
     case "cancel-failed":
-      if (data.notice) return { ...state, cancelling: false, notice: { text: String(data.notice), runId: null } };
-      return { ...state, cancelling: false, error: String(data.message || "The run could not be cancelled.") };
+      if (data.notice)
+        return { ...state, cancelling: false, notice: { text: String(data.notice), runId: null } };
+      return {
+        ...state,
+        cancelling: false,
+        error: String(data.message || "The run could not be cancelled."),
+      };
     case "detail":
       return onDetail(state, data);
     case "history":

@@ -4,7 +4,8 @@
 // what differs, so calling them on every frame is cheap.
 
 import { setAttr, setData, setHidden, setText, formatClock, formatDuration } from "./dom.js";
-import { TERMINAL, isActive, plural, pendingTasks, processCounts, taskStates, PROCESSES } from "./state.js";
+import { TERMINAL, isActive, plural } from "./state.js";
+import { PROCESSES, pendingTasks, processCounts, taskStates } from "./tasks.js";
 
 /** @typedef {import("./state.js").State} State */
 /** @typedef {import("./state.js").Run} Run */
@@ -55,14 +56,20 @@ function sentence(run, stale) {
     return `Run ${run.run_id} succeeded${took}.`;
   }
   if (status === "failed") return `Run ${run.run_id} failed${run.message ? `: ${run.message}` : "."}`;
-  if (status === "unknown") return `Run ${run.run_id} ended in an unknown state${run.message ? `: ${run.message}` : "."}`;
+  if (status === "unknown")
+    return `Run ${run.run_id} ended in an unknown state${run.message ? `: ${run.message}` : "."}`;
   if (status === "cancelled") return `Run ${run.run_id} was cancelled.`;
   const batches = run.batch_count ? `, ${plural(run.batch_count, "batch", "batches")}` : "";
   return `Run ${run.run_id} is ${status}${batches}.`;
 }
 
 /**
- * @param {Record<string, {ok: HTMLElement, run: HTMLElement, bad: HTMLElement, count: HTMLElement, bar: HTMLElement}>} rows
+ * @typedef {{ok: HTMLElement, run: HTMLElement, bad: HTMLElement, count: HTMLElement,
+ *   bar: HTMLElement}} ProcRow
+ */
+
+/**
+ * @param {Record<string, ProcRow>} rows
  * @param {import("./state.js").Counts | any} counts
  */
 function renderProcesses(rows, counts) {
@@ -130,7 +137,10 @@ export function renderRunCard(ui, rows, graph, state, env) {
   setText(ui.percent, `${Math.floor(state.percent)}%`);
   setOverall(ui, state.percent);
   let message = run.message && (TERMINAL.has(status) || status === "starting") ? run.message : "";
-  if (stale) message = "Connection to the service lost: the run is shown as it was; it will update once the service answers again.";
+  if (stale)
+    message =
+      "Connection to the service lost: the run is shown as it was; " +
+      "it will update once the service answers again.";
   setHidden(ui.runMessage, !message);
   setText(ui.runMessage, message);
   setData(ui.runMessage, "status", shownStatus);
@@ -180,7 +190,11 @@ export function renderControls(ui, state, env) {
   if (executor) {
     setText(ui.executor, executor);
     setData(ui.executor, "executor", executor);
-    setAttr(ui.executor, "title", executor === "kubernetes" ? "Tasks run as Kubernetes pods" : "Tasks run as local processes");
+    setAttr(
+      ui.executor,
+      "title",
+      executor === "kubernetes" ? "Tasks run as Kubernetes pods" : "Tasks run as local processes",
+    );
   }
 
   const stale = isStale(state);

@@ -4,13 +4,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import {
-  applyFrame,
-  initialState,
-  MAX_LOG_LINES,
-  processCounts,
-  taskStates,
-} from "../../../nextflow_k8s_service/web/state.js";
+import { applyFrame, initialState, MAX_LOG_LINES } from "../../../nextflow_k8s_service/web/state.js";
+import { processCounts, taskStates } from "../../../nextflow_k8s_service/web/tasks.js";
 
 const RUN = "r0123456789a";
 const OTHER = "rfedcba98765";
@@ -72,7 +67,10 @@ test("a snapshot adopts its run, its tasks and its logs", () => {
   assert.equal(state.run.batch_count, 2);
   assert.equal(taskStates(state.run)["GENERATE (1)"], "running");
   assert.equal(taskStates(state.run)["ANALYZE (2)"], "pending");
-  assert.deepEqual(state.logs.lines.map((l) => l.message), ["line 1", "line 2"]);
+  assert.deepEqual(
+    state.logs.lines.map((l) => l.message),
+    ["line 1", "line 2"],
+  );
   assert.equal(state.logs.added, 2);
 });
 
@@ -80,15 +78,37 @@ test("unknown frame types and frames of a malformed run id leave the state as it
   const state = play([snapshot(runDetail())]);
   assert.equal(applyFrame(state, { type: "timeline", data: {} }), state);
   assert.equal(applyFrame(state, { type: "status", run_id: "../etc", data: { status: "failed" } }), state);
-  assert.equal(applyFrame(state, { type: "task", run_id: RUN, data: { name: "EVIL (1)", state: "failed" } }), state);
-  assert.equal(applyFrame(state, { type: "task", run_id: RUN, data: { name: "REPORT", state: "exploded" } }), state);
+  assert.equal(
+    applyFrame(state, { type: "task", run_id: RUN, data: { name: "EVIL (1)", state: "failed" } }),
+    state,
+  );
+  assert.equal(
+    applyFrame(state, { type: "task", run_id: RUN, data: { name: "REPORT", state: "exploded" } }),
+    state,
+  );
 });
 
 test("task frames set one task's state, including cancelled; frames may carry an id", () => {
   const state = play([
     snapshot(runDetail()),
-    { type: "task", id: "1700000000000-0", run_id: RUN, data: { process: "GENERATE", index: 1, name: "GENERATE (1)", state: "succeeded", exit_code: 0 } },
-    { type: "task", id: "1700000000000-1", run_id: RUN, data: { process: "GENERATE", index: 2, name: "GENERATE (2)", state: "cancelled", reason: "run cancelled" } },
+    {
+      type: "task",
+      id: "1700000000000-0",
+      run_id: RUN,
+      data: { process: "GENERATE", index: 1, name: "GENERATE (1)", state: "succeeded", exit_code: 0 },
+    },
+    {
+      type: "task",
+      id: "1700000000000-1",
+      run_id: RUN,
+      data: {
+        process: "GENERATE",
+        index: 2,
+        name: "GENERATE (2)",
+        state: "cancelled",
+        reason: "run cancelled",
+      },
+    },
   ]);
   const tasks = taskStates(state.run);
   assert.equal(tasks["GENERATE (1)"], "succeeded");
@@ -144,10 +164,17 @@ test("a succeeded run is 100 % and keeps an inline report", () => {
 test("a new run id starts from a clean slate", () => {
   const before = play([
     snapshot(runDetail(), [line(1)]),
-    { type: "complete", run_id: RUN, data: { status: "succeeded", duration_seconds: 9, report: { batches: [], totals: {} } } },
+    {
+      type: "complete",
+      run_id: RUN,
+      data: { status: "succeeded", duration_seconds: 9, report: { batches: [], totals: {} } },
+    },
   ]);
   assert.ok(before.report);
-  const state = play([{ type: "status", run_id: OTHER, data: { status: "starting", message: null } }], before);
+  const state = play(
+    [{ type: "status", run_id: OTHER, data: { status: "starting", message: null } }],
+    before,
+  );
   assert.equal(state.run.run_id, OTHER);
   assert.equal(state.run.batch_count, null);
   assert.equal(state.percent, 0);
@@ -184,9 +211,22 @@ test("an outage pauses the run and the snapshot on reconnect restores the truth"
     status: "succeeded",
     finished_at: "2026-01-01T10:00:09+00:00",
     duration_seconds: 9,
-    progress: { percent: 100, processes: {}, tasks: { "GENERATE (1)": "succeeded", "GENERATE (2)": "succeeded", "ANALYZE (1)": "succeeded", "ANALYZE (2)": "succeeded", REPORT: "succeeded" } },
+    progress: {
+      percent: 100,
+      processes: {},
+      tasks: {
+        "GENERATE (1)": "succeeded",
+        "GENERATE (2)": "succeeded",
+        "ANALYZE (1)": "succeeded",
+        "ANALYZE (2)": "succeeded",
+        REPORT: "succeeded",
+      },
+    },
   });
-  state = play([{ type: "connection", data: { state: "live", at: 6000 } }, snapshot(finished, [], false)], state);
+  state = play(
+    [{ type: "connection", data: { state: "live", at: 6000 } }, snapshot(finished, [], false)],
+    state,
+  );
   assert.equal(state.lostAt, null);
   assert.equal(state.run.status, "succeeded");
   assert.equal(state.run.duration_seconds, 9);
@@ -200,13 +240,21 @@ test("a service that comes back without the run marks it unknown", () => {
 });
 
 test("the plan follows the visitor only while no run is active", () => {
-  let state = play([{ type: "limits", data: { default_batch_count: 5, max_batch_count: 12, executor: "local" } }]);
+  let state = play([
+    { type: "limits", data: { default_batch_count: 5, max_batch_count: 12, executor: "local" } },
+  ]);
   assert.equal(state.plan, 5);
   state = play([{ type: "plan", data: { count: 40 } }], state);
   assert.equal(state.plan, 12, "clamped to the maximum");
   state = play([snapshot(runDetail())], state);
   assert.equal(applyFrame(state, { type: "plan", data: { count: 3 } }), state, "locked during a run");
-  state = play([{ type: "complete", run_id: RUN, data: { status: "failed" } }, { type: "plan", data: { count: 3 } }], state);
+  state = play(
+    [
+      { type: "complete", run_id: RUN, data: { status: "failed" } },
+      { type: "plan", data: { count: 3 } },
+    ],
+    state,
+  );
   assert.equal(state.plan, 3);
   assert.equal(state.previewOnly, true, "the graph shows the plan once the visitor moves it");
 });
@@ -220,7 +268,10 @@ test("starting a run of our own brings it into focus once and ends its notice wh
   assert.equal(state.ownRun, RUN);
   assert.equal(state.focusRun, RUN);
   assert.match(state.notice.text, /started/);
-  state = play([{ type: "focused" }, { type: "complete", run_id: RUN, data: { status: "succeeded" } }], state);
+  state = play(
+    [{ type: "focused" }, { type: "complete", run_id: RUN, data: { status: "succeeded" } }],
+    state,
+  );
   assert.equal(state.focusRun, null);
   assert.equal(state.notice, null);
   assert.equal(state.ownRun, null);
@@ -230,7 +281,10 @@ test("an HTTP detail older than the stream never rolls the run back", () => {
   const state = play([
     snapshot(runDetail()),
     { type: "complete", run_id: RUN, data: { status: "failed", duration_seconds: 3 } },
-    { type: "detail", data: runDetail({ status: "running", progress: { percent: 0, processes: {}, tasks: {} } }) },
+    {
+      type: "detail",
+      data: runDetail({ status: "running", progress: { percent: 0, processes: {}, tasks: {} } }),
+    },
   ]);
   assert.equal(state.run.status, "failed");
   assert.equal(taskStates(state.run)["GENERATE (1)"], "running");

@@ -29,7 +29,10 @@ test("the clock runs while the stream is live", () => {
 });
 
 test("the clock stops when the stream goes away and does not count the outage", () => {
-  const lost = applyFrame(live(), { type: "connection", data: { state: "reconnecting", at: STARTED + 5_000 } });
+  const lost = applyFrame(live(), {
+    type: "connection",
+    data: { state: "reconnecting", at: STARTED + 5_000 },
+  });
   assert.equal(elapsedSeconds(lost.run, lost, env(STARTED + 5_000)), 5);
   assert.equal(elapsedSeconds(lost.run, lost, env(STARTED + 60_000)), 5);
 });
