@@ -36,6 +36,7 @@ const TASK_RE = /^(GENERATE|ANALYZE) \((\d+)\)$|^REPORT$/;
  *   lostAt: number | null,
  *   run: Run | null,
  *   percent: number,
+ *   startedAt: Record<string, number>,
  *   logs: Logs,
  *   report: {runId: string, data: any} | null,
  *   plan: number,
@@ -50,6 +51,7 @@ const TASK_RE = /^(GENERATE|ANALYZE) \((\d+)\)$|^REPORT$/;
  * }} State
  *   `lostAt`: page clock (ms) when the stream went away while showing a run; null while live.
  *   `percent`: the overall progress shown, which never goes backwards within a run.
+ *   `startedAt`: task name -> server time (ms) it was first seen running, for the smooth bar.
  *   `plan`: the batch count of the controls; `previewOnly`: the visitor moved it after a run
  *   ended, so the graph shows the plan instead of the last run.
  *   `history`: the recent runs (GET /demo/history), null until loaded.
@@ -65,6 +67,7 @@ export function initialState() {
     lostAt: null,
     run: null,
     percent: 0,
+    startedAt: {},
     logs: { lines: [], added: 0, epoch: 0 },
     report: null,
     plan: 5,
@@ -189,6 +192,7 @@ function adopt(state, run) {
         ...state,
         run,
         percent: 0,
+        startedAt: {},
         logs: freshLogs(state.logs),
         report: state.report && state.report.runId === run.run_id ? state.report : null,
         previewOnly: false,
@@ -205,7 +209,7 @@ function settle(state) {
   const run = state.run;
   if (!run) return state;
   let next = state;
-  const percent = Math.max(state.percent, runPercent(run));
+  const percent = Math.max(state.percent, runPercent(run, state.startedAt, null));
   if (percent !== state.percent) next = { ...next, percent };
   if (TERMINAL.has(run.status)) {
     if (next.notice && next.notice.runId === run.run_id) next = { ...next, notice: null };
@@ -300,6 +304,34 @@ function onTask(state, data) {
  * @returns {State}
  */
 export function applyFrame(state, frame) {
+  const next = reduce(state, frame);
+  const at = Date.parse(String((frame && frame.timestamp) || ""));
+  return next === state ? next : clockTasks(next, Number.isNaN(at) ? null : at, obj(frame && frame.data));
+}
+
+/**
+ * Note when each running task was first seen (a task frame's own `started_at` wins) and move the
+ * shown percent on to what the run has reached at the frame's time `at`.
+ * @param {State} state @param {number | null} at @param {any} data
+ * @returns {State}
+ */
+function clockTasks(state, at, data) {
+  const run = state.run;
+  if (!run) return state;
+  let startedAt = state.startedAt;
+  for (const [name, value] of Object.entries(run.progress.tasks)) {
+    if (value !== "running" || name in startedAt) continue;
+    const own = data.name === name && data.started_at ? Date.parse(data.started_at) : NaN;
+    const when = Number.isNaN(own) ? at : own;
+    if (when !== null) startedAt = { ...startedAt, [name]: when };
+  }
+  const percent = Math.max(state.percent, runPercent(run, startedAt, at));
+  if (startedAt === state.startedAt && percent === state.percent) return state;
+  return { ...state, startedAt, percent };
+}
+
+/** @param {State} state @param {Frame} frame @returns {State} */
+function reduce(state, frame) {
   const data = obj(frame && frame.data);
   switch (frame && frame.type) {
     case "snapshot":

@@ -62,21 +62,32 @@ export function processCounts(tasks) {
   return out;
 }
 
+// A running task counts for up to RUNNING_SHARE of a finished one, approaching it with time
+// constant RUNNING_TAU_MS: the bar moves while tasks work, and each finish still moves it on.
+const RUNNING_SHARE = 0.9;
+const RUNNING_TAU_MS = 4000;
+
 /**
- * Progress of a run as the page shows it: finished tasks count fully and running ones half, so
- * the bar moves as soon as work starts; a succeeded run is 100.
+ * Progress of a run as the page shows it (0..100) at server time `at` (ms): finished tasks count
+ * fully, running ones by how long they have run (`startedAt`: task name -> server ms), so the
+ * bar moves smoothly; a succeeded run is 100. Never decreases as `at` grows or tasks advance.
  * @param {Run} run
+ * @param {Record<string, number>} startedAt
+ * @param {number | null} at
  */
-export function runPercent(run) {
+export function runPercent(run, startedAt, at) {
   if (run.status === "succeeded") return 100;
+  if (!run.batch_count) return Math.min(100, Number(run.progress.percent) || 0);
   const tasks = taskStates(run);
   const names = Object.keys(tasks);
   let done = 0;
   for (const name of names) {
     const value = tasks[name];
     if (value === "succeeded" || value === "failed" || value === "cancelled") done += 1;
-    else if (value === "running") done += 0.5;
+    else if (value === "running" && at !== null && name in startedAt) {
+      const ran = Math.max(0, at - startedAt[name]);
+      done += RUNNING_SHARE * (1 - Math.exp(-ran / RUNNING_TAU_MS));
+    }
   }
-  const fromTasks = names.length && run.batch_count ? (100 * done) / names.length : 0;
-  return Math.min(100, Math.max(fromTasks, Number(run.progress.percent) || 0));
+  return Math.min(100, Math.max((100 * done) / names.length, Number(run.progress.percent) || 0));
 }

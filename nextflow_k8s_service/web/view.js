@@ -5,7 +5,7 @@
 
 import { setAttr, setData, setHidden, setText, formatClock, formatDuration } from "./dom.js";
 import { TERMINAL, isActive, plural } from "./state.js";
-import { PROCESSES, pendingTasks, processCounts, taskStates } from "./tasks.js";
+import { PROCESSES, pendingTasks, processCounts, runPercent, taskStates } from "./tasks.js";
 
 /** @typedef {import("./state.js").State} State */
 /** @typedef {import("./state.js").Run} Run */
@@ -134,8 +134,13 @@ export function renderRunCard(ui, rows, graph, state, env) {
   setText(ui.runLabel, isActive(run) ? "Run in progress" : "Last run");
   setText(ui.runId, run.run_id);
   setText(ui.runBy, run.triggered_by || "anonymous");
-  setText(ui.percent, `${Math.floor(state.percent)}%`);
-  setOverall(ui, state.percent);
+  // While the run goes on, running tasks keep moving the bar between frames.
+  const live = isActive(run) && !stale;
+  const percent = live
+    ? Math.max(state.percent, runPercent(run, state.startedAt, env.now + env.offsetMs))
+    : state.percent;
+  setText(ui.percent, `${Math.floor(percent)}%`);
+  setOverall(ui, percent);
   let message = run.message && (TERMINAL.has(status) || status === "starting") ? run.message : "";
   if (stale)
     message =

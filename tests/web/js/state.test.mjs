@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { applyFrame, initialState, MAX_LOG_LINES } from "../../../nextflow_k8s_service/web/state.js";
-import { processCounts, taskStates } from "../../../nextflow_k8s_service/web/tasks.js";
+import { processCounts, runPercent, taskStates } from "../../../nextflow_k8s_service/web/tasks.js";
 
 const RUN = "r0123456789a";
 const OTHER = "rfedcba98765";
@@ -117,15 +117,22 @@ test("task frames set one task's state, including cancelled; frames may carry an
   assert.equal(processCounts(tasks).GENERATE.succeeded, 1);
 });
 
-test("the shown percent never goes backwards, not even on cancel or failure", () => {
-  let state = play([snapshot(runDetail())]);
-  const first = state.percent;
-  assert.ok(first > 0, "running tasks move the bar before any finishes");
+const at = (seconds) => new Date(Date.parse("2026-01-01T10:00:00Z") + seconds * 1000).toISOString();
+
+test("the shown percent moves while tasks run and never goes backwards, not on cancel either", () => {
+  let state = play([{ ...snapshot(runDetail()), timestamp: at(0) }]);
+  assert.equal(state.percent, 0, "nothing has run for any time yet");
+  assert.deepEqual(Object.keys(state.startedAt).sort(), ["GENERATE (1)", "GENERATE (2)"]);
+  // Later frames of the same run: the running tasks have been at work for 3 s.
+  state = play([{ type: "log", run_id: RUN, timestamp: at(3), data: { lines: [line(1)] } }], state);
+  const working = state.percent;
+  assert.ok(working > 0, "running tasks move the bar before any finishes");
   state = play(
     [
       {
         type: "progress",
         run_id: RUN,
+        timestamp: at(5),
         data: {
           percent: 40,
           processes: {},
@@ -136,18 +143,44 @@ test("the shown percent never goes backwards, not even on cancel or failure", ()
     state,
   );
   const mid = state.percent;
-  assert.ok(mid >= 40 && mid > first);
+  assert.ok(mid >= 40 && mid > working);
+  assert.equal(state.startedAt["ANALYZE (1)"], Date.parse(at(5)));
   state = play(
     [
-      { type: "progress", run_id: RUN, data: { percent: 0, processes: {}, tasks: {} } },
-      { type: "status", run_id: RUN, data: { status: "cancelled", message: "cancelled" } },
+      { type: "progress", run_id: RUN, timestamp: at(6), data: { percent: 0, processes: {}, tasks: {} } },
+      { type: "status", run_id: RUN, timestamp: at(6), data: { status: "cancelled", message: "cancelled" } },
       { type: "complete", run_id: RUN, data: { status: "cancelled", duration_seconds: 4.2 } },
     ],
     state,
   );
   assert.equal(state.run.status, "cancelled");
   assert.equal(state.run.duration_seconds, 4.2);
-  assert.equal(state.percent, mid);
+  assert.ok(state.percent >= mid);
+});
+
+test("a task frame's own start time sets its clock", () => {
+  const started = "2026-01-01T09:59:58+00:00";
+  const state = play([
+    { ...snapshot(runDetail()), timestamp: at(0) },
+    {
+      type: "task",
+      run_id: RUN,
+      timestamp: at(1),
+      data: { name: "ANALYZE (1)", state: "running", started_at: started },
+    },
+  ]);
+  assert.equal(state.startedAt["ANALYZE (1)"], Date.parse(started));
+});
+
+test("the run's progress only grows with time while its tasks stand still", () => {
+  const state = play([{ ...snapshot(runDetail()), timestamp: at(0) }]);
+  let last = -1;
+  for (let seconds = 0; seconds <= 60; seconds += 0.5) {
+    const value = runPercent(state.run, state.startedAt, Date.parse(at(seconds)));
+    assert.ok(value >= last, `${value} after ${last} at ${seconds} s`);
+    assert.ok(value < (100 * 2) / 5, "running tasks never count as finished");
+    last = value;
+  }
 });
 
 test("a succeeded run is 100 % and keeps an inline report", () => {
