@@ -205,3 +205,36 @@ async def test_the_rate_limit_notice_says_when_to_retry(
     await expect(page.locator("#run-btn")).to_be_enabled()
     await expect(page.locator("#run-btn")).to_be_focused()
     visitors.assert_no_errors()
+
+
+async def test_progress_moves_while_tasks_run_and_never_goes_backwards(
+    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+) -> None:
+    settings = make_settings(demo_generate_seconds=4.0, demo_analyze_seconds=4.0)
+    server = await start_server(settings)
+    visitor = await visitors.open(f"{server.http_url}/", "starter")
+    page = visitor.page
+    await page.evaluate(
+        """() => {
+            const bar = document.querySelector('#overall-bar');
+            window.progressSeen = [];
+            new MutationObserver(() => window.progressSeen.push(Number(bar.ariaValueNow)))
+              .observe(bar, { attributes: true, attributeFilter: ['aria-valuenow'] });
+        }"""
+    )
+    await choose_batches(page, 2)
+    await page.click("#run-btn")
+    # Before any task has finished, the bar already moves with the running ones.
+    await expect(page.locator("#graph .node[data-state='running']").first).to_be_visible()
+    await expect(page.locator("#percent")).not_to_have_text("0%")
+    assert await page.locator("#graph .node[data-state='succeeded']").count() == 0
+    await page.click("#cancel-btn")
+    await expect(page.locator("#run-status")).to_have_attribute(
+        "data-status", "cancelled", timeout=RUN_TIMEOUT_MS
+    )
+    seen: list[float] = await page.evaluate("() => window.progressSeen")
+    assert seen, "the bar never moved"
+    assert seen == sorted(seen), f"the bar went backwards: {seen}"
+    assert seen[-1] > 0
+    await expect(page.locator("#percent")).to_have_text(f"{int(seen[-1])}%")
+    visitors.assert_no_errors()
