@@ -238,3 +238,37 @@ async def test_progress_moves_while_tasks_run_and_never_goes_backwards(
     assert seen[-1] > 0
     await expect(page.locator("#percent")).to_have_text(f"{int(seen[-1])}%")
     visitors.assert_no_errors()
+
+
+async def test_pods_and_quota_are_words_of_the_kubernetes_executor_only(
+    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+) -> None:
+    server = await start_server(make_settings())
+    visitor = await visitors.open(f"{server.http_url}/", "reader")
+    page = visitor.page
+    await choose_batches(page, 3)
+    await expect(page.locator("#preview-summary")).to_contain_text("at most 3 tasks at once")
+    await expect(page.locator("#pv-quota")).to_be_hidden()
+    # The same plan, drawn as the Kubernetes executor would: the page's own render.
+    await page.evaluate(
+        """async () => {
+            const { renderPreview } = await import('/static/preview.js');
+            const plan = await (await fetch('/api/v1/demo/preview?batch_count=3')).json();
+            const ids = {
+              pvSummary: 'preview-summary', pvTasks: 'pv-tasks', pvPods: 'pv-pods',
+              pvPodsLabel: 'pv-pods-label', pvPeak: 'pv-peak', pvPeakLabel: 'pv-peak-label',
+              pvTime: 'pv-time', pvQuota: 'pv-quota', pvCpuText: 'pv-cpu-text',
+              pvCpuBar: 'pv-cpu-bar', pvMemText: 'pv-mem-text', pvMemBar: 'pv-mem-bar',
+              pvFit: 'pv-fit',
+            };
+            const ui = Object.fromEntries(
+              Object.entries(ids).map(([key, id]) => [key, document.getElementById(id)]));
+            renderPreview(ui, plan, 'kubernetes');
+        }"""
+    )
+    await expect(page.locator("#pv-pods-label")).to_have_text("Worker pods")
+    await expect(page.locator("#preview-summary")).to_contain_text("at most 3 worker pods at once")
+    await expect(page.locator("#pv-quota")).to_be_visible()
+    await expect(page.locator("#pv-cpu-text")).to_have_text("5 / 14 CPU")
+    await expect(page.locator("#pv-fit")).to_have_attribute("data-fits", "yes")
+    visitors.assert_no_errors()
