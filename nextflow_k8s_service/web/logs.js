@@ -85,7 +85,14 @@ export class LogConsole {
     setHidden(this.empty, true);
     this.list.append(fragment);
     const rows = this.list.getElementsByClassName("line");
-    for (let excess = rows.length - MAX_LOG_LINES; excess > 0; excess -= 1) rows[0].remove();
+    const excess = rows.length - MAX_LOG_LINES;
+    if (excess > 0) {
+      // The oldest rows are contiguous: drop them in one operation.
+      const range = document.createRange();
+      range.setStartBefore(rows[0]);
+      range.setEndAfter(rows[excess - 1]);
+      range.deleteContents();
+    }
     if (this.stick) this.scrollToEnd();
     else {
       this.unseen += fresh;
