@@ -169,7 +169,9 @@ async def test_run_fills_the_lanes_then_shows_report_and_history(
 async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
-    settings = make_settings(demo_generate_seconds=1.5, demo_analyze_seconds=2.0)
+    # Paced so the run is still going while the watcher arrives and looks (the controls show
+    # the run only while it is active).
+    settings = make_settings(demo_generate_seconds=3.0, demo_analyze_seconds=3.0)
     server = await start_server(settings)
     starter = await visitors.open(f"{server.http_url}/", "starter", color_scheme="dark")
     await choose_batches(starter.page, 3)
