@@ -39,7 +39,7 @@ async def violations(page: Page, moment: str) -> list[str]:
 async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     device: str, make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
-    settings = make_settings(demo_generate_seconds=2.0, demo_analyze_seconds=2.0)
+    settings = make_settings(demo_generate_seconds=4.0, demo_analyze_seconds=3.0)
     server = await start_server(settings)
     context = PHONE if device == "phone" else DESKTOP
     visitor = await visitors.open(f"{server.http_url}/", f"axe-{device}", **context)

@@ -31,7 +31,7 @@ RUNNING_ANIMATIONS = (
 async def test_phone_run_start_brings_the_pipeline_into_view_and_the_report_is_a_click_away(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
-    settings = make_settings(demo_generate_seconds=1.0, demo_analyze_seconds=1.0)
+    settings = make_settings(demo_generate_seconds=3.0, demo_analyze_seconds=2.0)
     server = await start_server(settings)
     visitor = await visitors.open(f"{server.http_url}/", "phone", **PHONE)
     page = visitor.page
