@@ -1,9 +1,9 @@
 """`uv run python -m benchmarks [--smoke] [--only N ...] [--output-dir DIR]`.
 
 Runs the figures in order (1 fan-out, 2 slow client, 3 run overhead, 4 API, 5 Kubernetes API
-cost, 6 idle memory) and writes `results.json` and `RESULTS.md` to the output directory
-(default: this package's directory). A figure that fails is recorded as not measured, with the
-error, and the others still run.
+cost, 6 idle memory, 7 the page in Chromium) and writes `results.json` and `RESULTS.md` to the
+output directory (default: this package's directory). A figure that fails is recorded as not
+measured, with the error, and the others still run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from benchmarks.api_load import figure_api
 from benchmarks.fanout import figure_fanout, figure_idle_memory, figure_slow_client
 from benchmarks.k8s_cost import figure_k8s_cost
+from benchmarks.page import figure_page
 from benchmarks.report import machine, render
 from benchmarks.run_overhead import figure_run_overhead
 from benchmarks.sizes import FULL, SMOKE, Sizes
@@ -34,6 +35,7 @@ FIGURES: dict[str, tuple[str, Callable[[Sizes], Awaitable[dict[str, Any]]]]] = {
     "4": ("api", figure_api),
     "5": ("k8s_cost", figure_k8s_cost),
     "6": ("idle_memory", figure_idle_memory),
+    "7": ("page", figure_page),
 }
 
 #: The figures' headline numbers: each must be a finite number in a successful run.
@@ -67,6 +69,7 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     ),
     "k8s_cost": ("short_requests", "long_requests", "requests_ratio"),
     "idle_memory": ("rss_none_mb", "rss_clients_mb", "per_client_kb"),
+    "page": ("idle_task_ms_per_second", "flood_lines_per_second", "flood_max_long_task_ms"),
 }
 
 

@@ -74,6 +74,7 @@ def render(results: dict[str, Any], sizes: Sizes) -> str:
     fan, slow = figs.get("fanout"), figs.get("slow_client")
     run, api = figs.get("run_overhead"), figs.get("api")
     k8s, idle = figs.get("k8s_cost"), figs.get("idle_memory")
+    page = figs.get("page")
     box = results["machine_before"]
     after = results["machine_after"]
     out: list[str] = []
@@ -167,6 +168,21 @@ def render(results: dict[str, Any], sizes: Sizes) -> str:
         )
     else:
         add(f"| 6 | memory per idle client | not measured | {_verdict(None)} |")
+    if page and page.get("measured"):
+        add(
+            f"| 7 | page: no long task > 100 ms at 1,000 log lines/s | "
+            f"{_n(page['flood_max_long_task_ms'], 0)} ms at most "
+            f"({page['flood_long_tasks']} long tasks, {_n(page['flood_lines_per_second'], 0)} "
+            f"lines/s, still following: {page['flood_still_following']}) | "
+            f"{_verdict(_check(page, lambda f: f['flood_max_long_task_ms'] <= 100))} |"
+        )
+        add(
+            f"| 7 | idle page: < 10 ms of main-thread work per second | "
+            f"{_n(page['idle_task_ms_per_second'], 2)} ms/s over {_n(page['idle_seconds'])} s | "
+            f"{_verdict(_check(page, lambda f: f['idle_task_ms_per_second'] < 10))} |"
+        )
+    else:
+        add(f"| 7 | the page in Chromium | not measured | {_verdict(None)} |")
     add("")
     _sections(add, results, sizes)
     return "\n".join(out) + "\n"
@@ -375,4 +391,19 @@ def _sections(add: Any, results: dict[str, Any], sizes: Sizes) -> None:
             f"came and went: {_n(idle['rss_none_mb'])} MB with no client, "
             f"{_n(idle['rss_clients_mb'])} MB with {idle['clients']} idle clients → "
             f"{_n(idle['per_client_kb'])} KB each.\n"
+        )
+    page = figs.get("page")
+    if page and page.get("measured"):
+        add("## 7. The page in Chromium\n")
+        add(
+            "Debian's Chromium (headless, no GPU) on the page served by create_app. At rest "
+            f"(stream live, no run) for {_n(page['idle_seconds'])} s, the renderer's main "
+            f"thread worked {_n(page['idle_task_ms_per_second'], 2)} ms per second (CDP "
+            "`TaskDuration`). Then "
+            f"{page['flood_frames']} log frames of 50 lines at 20 frames/s "
+            f"({_n(page['flood_lines_per_second'], 0)} lines/s achieved) went through "
+            "`Broadcaster.publish`: the page reported "
+            f"{page['flood_long_tasks']} long tasks (> 50 ms), the longest "
+            f"{_n(page['flood_max_long_task_ms'], 0)} ms, and the console was still "
+            f"following the newest line at its 500-line cap: {page['flood_still_following']}.\n"
         )

@@ -22,6 +22,8 @@ class Sizes:
     api_warmup_seconds: float
     k8s_short_seconds: float  # figure 5
     k8s_long_seconds: float
+    page_idle_seconds: float  # figure 7: the page at rest
+    page_flood_seconds: float  # figure 7: the page under 1,000 log lines/s
 
 
 FULL = Sizes(
@@ -40,6 +42,8 @@ FULL = Sizes(
     api_warmup_seconds=1,
     k8s_short_seconds=10,
     k8s_long_seconds=60,
+    page_idle_seconds=5,
+    page_flood_seconds=10,
 )
 
 SMOKE = Sizes(
@@ -58,4 +62,6 @@ SMOKE = Sizes(
     api_warmup_seconds=0.1,
     k8s_short_seconds=0.3,
     k8s_long_seconds=0.9,
+    page_idle_seconds=0.5,
+    page_flood_seconds=0.5,
 )

@@ -159,7 +159,8 @@ def create_app(
     app.include_router(health.router, prefix=API_PREFIX, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
 
-    @app.get("/", include_in_schema=False)
+    # HEAD too: uptime checks and link previews ask for the page's headers only.
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", media_type="text/html")
 

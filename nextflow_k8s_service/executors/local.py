@@ -123,7 +123,8 @@ class LocalExecutor:
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ExecutorStartError(f"cannot create work directory {work_dir}: {exc}") from exc
+            logger.warning("cannot create work directory %s: %s", work_dir, exc)
+            raise ExecutorStartError("cannot create the run's work directory") from exc
         run = _Run(spec, work_dir)
         run.emit(StatusChanged(RunStatus.STARTING))
         task = asyncio.create_task(self._drive(run), name=f"local-run-{spec.run_id}")
@@ -236,7 +237,7 @@ class LocalExecutor:
             run.finish(RunStatus.CANCELLED, run.cancel_reason or "cancelled")
             raise
         except TimeoutError:
-            message = f"run exceeded its time limit of {timeout} seconds (RUN_TIMEOUT_SECONDS)"
+            message = f"the run took longer than its time limit of {timeout} seconds"
             run.log(message)
             run.finish(RunStatus.FAILED, message)
         except _StepFailed as exc:
@@ -266,8 +267,9 @@ class LocalExecutor:
         try:
             await asyncio.to_thread(_publish, report_dir / "report.json", target)
         except OSError as exc:
-            raise _StepFailed(f"cannot publish report.json to {target}: {exc}") from exc
-        run.log(f"published {target}")
+            logger.warning("cannot publish %s: %s", target, exc)
+            raise _StepFailed("cannot publish the report") from exc
+        run.log("published the report")
 
     async def _batch(self, run: _Run, index: int) -> Path:
         """GENERATE (index), then ANALYZE (index); returns the path of the batch's stats."""

@@ -1,15 +1,19 @@
+// @ts-check
 // The HTTP API of SPEC §4 (prefix /api/v1). Every call throws ApiError with a readable message.
 
 const BASE = "/api/v1";
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  /** @param {number} status @param {string} message @param {number | null} [retryAfter] seconds */
+  constructor(status, message, retryAfter = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 }
 
+/** @param {unknown} detail @param {string} fallback @returns {string} */
 function describe(detail, fallback) {
   if (typeof detail === "string") return detail;
   if (Array.isArray(detail) && detail.length) {
@@ -21,6 +25,11 @@ function describe(detail, fallback) {
   return fallback;
 }
 
+/**
+ * @param {string} method @param {string} path
+ * @param {{body?: unknown, headers?: Record<string, string>, signal?: AbortSignal}} [options]
+ * @returns {Promise<{status: number, data: any}>}
+ */
 async function request(method, path, { body, headers, signal } = {}) {
   let response;
   try {
@@ -36,7 +45,7 @@ async function request(method, path, { body, headers, signal } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
-    if (error && error.name === "AbortError") throw error;
+    if (error instanceof Error && error.name === "AbortError") throw error;
     throw new ApiError(0, "The service cannot be reached.");
   }
   let payload = null;
@@ -50,7 +59,9 @@ async function request(method, path, { body, headers, signal } = {}) {
   }
   if (!response.ok) {
     const fallback = `${response.status} ${response.statusText || "error"}`;
-    throw new ApiError(response.status, describe(payload && payload.detail, fallback));
+    const retry = Number(response.headers.get("Retry-After"));
+    const retryAfter = Number.isFinite(retry) && retry > 0 ? Math.ceil(retry) : null;
+    throw new ApiError(response.status, describe(payload && payload.detail, fallback), retryAfter);
   }
   return { status: response.status, data: payload };
 }
@@ -59,33 +70,37 @@ export const api = {
   async limits() {
     return (await request("GET", "/demo/limits")).data;
   },
+  /** @param {number} batchCount @param {AbortSignal} [signal] */
   async preview(batchCount, signal) {
     const query = new URLSearchParams({ batch_count: String(batchCount) });
     return (await request("GET", `/demo/preview?${query}`, { signal })).data;
   },
   /** Start a run, or attach to the one in progress: {status: 202|200, data: RunStartResponse}. */
+  /** @param {number} batchCount @param {string} [triggeredBy] */
   async run(batchCount, triggeredBy) {
+    /** @type {{batch_count: number, triggered_by?: string}} */
     const body = { batch_count: batchCount };
     if (triggeredBy) body.triggered_by = triggeredBy;
     return request("POST", "/demo/run", { body });
   },
+  /** @param {string} token */
   async cancel(token) {
     return (await request("DELETE", "/demo/cancel", { headers: { "X-Cancel-Token": token } })).data;
   },
-  async status() {
-    return (await request("GET", "/demo/status")).data;
-  },
+  /** @param {string} runId */
   async runDetail(runId) {
     return (await request("GET", `/demo/runs/${encodeURIComponent(runId)}`)).data;
   },
   async history(limit = 10) {
     return (await request("GET", `/demo/history?limit=${limit}`)).data;
   },
+  /** @param {string} runId */
   async report(runId) {
     return (await request("GET", `/demo/runs/${encodeURIComponent(runId)}/report`)).data;
   },
 };
 
+/** @param {string} runId */
 export function reportUrl(runId) {
   return `${BASE}/demo/runs/${encodeURIComponent(runId)}/report`;
 }

@@ -1,40 +1,35 @@
 // The pipeline drawn as a graph: one lane per batch, GENERATE i -> ANALYZE i, all converging on
 // REPORT. The SVG is laid out in CSS pixels of its container (redrawn on resize), so text stays
 // crisp and legible from a phone to a wide screen. Colours and animation live in style.css.
+// @ts-check
 
-import { s } from "./dom.js";
+import { s, setData } from "./dom.js";
+import { TASK_STATES, taskName } from "./tasks.js";
 
-export const STATES = ["pending", "submitted", "running", "succeeded", "failed", "cancelled"];
-
-export function taskName(process, index) {
-  return index ? `${process} (${index})` : process;
-}
-
-/** Every task of a run of `n` batches, pending. */
-export function pendingTasks(n) {
-  const tasks = {};
-  for (const process of ["GENERATE", "ANALYZE"]) {
-    for (let i = 1; i <= n; i += 1) tasks[taskName(process, i)] = "pending";
-  }
-  tasks.REPORT = "pending";
-  return tasks;
-}
-
+/** @param {number} value @param {number} lo @param {number} hi */
 function clamp(value, lo, hi) {
   return Math.min(hi, Math.max(lo, value));
 }
 
+/** @typedef {{g: SVGElement, title: SVGElement}} GraphNode */
+
 export class PipelineGraph {
+  /** @param {HTMLElement} container */
   constructor(container) {
     this.container = container;
     this.batchCount = 0;
+    /** @type {Record<string, string>} */
     this.states = {};
     this.mode = "preview";
     this.runStatus = "idle";
     this.width = 0;
+    /** @type {Map<string, GraphNode>} */
     this.nodes = new Map();
+    /** @type {{from: string, to: string, path: SVGElement}[]} */
     this.edges = [];
+    /** @type {SVGElement | null} */
     this.svg = null;
+    /** @type {SVGElement | null} */
     this.title = null;
     const observer = new ResizeObserver(() => {
       const width = Math.floor(this.container.clientWidth);
@@ -46,7 +41,11 @@ export class PipelineGraph {
     observer.observe(container);
   }
 
-  /** Show `n` lanes; `mode` is "preview" (what a run would look like) or "run". */
+  /**
+   * Show `n` lanes; `mode` is "preview" (what a run would look like) or "run".
+   * @param {number} n
+   * @param {string} mode
+   */
   setShape(n, mode) {
     const changed = n !== this.batchCount;
     this.batchCount = n;
@@ -55,25 +54,28 @@ export class PipelineGraph {
     else this.decorate();
   }
 
+  /** @param {Record<string, string>} states */
   setStates(states) {
     this.states = states || {};
     this.paint();
   }
 
+  /** @param {string} status */
   setRunStatus(status) {
     this.runStatus = status || "idle";
     this.decorate();
   }
 
+  /** @param {string} name */
   state(name) {
     const value = this.states[name];
-    return STATES.includes(value) ? value : "pending";
+    return TASK_STATES.includes(value) ? value : "pending";
   }
 
   decorate() {
     if (!this.svg) return;
-    this.svg.dataset.mode = this.mode;
-    this.svg.dataset.runStatus = this.runStatus;
+    setData(this.svg, "mode", this.mode);
+    setData(this.svg, "runStatus", this.runStatus);
   }
 
   render() {
@@ -98,7 +100,7 @@ export class PipelineGraph {
     const gx = pad;
     const rx = width - pad - reportW;
     const ax = Math.round(gx + (rx - gx) * (narrow ? 0.44 : 0.4));
-    const laneY = (i) => headH + (i - 0.5) * laneH;
+    const laneY = (/** @type {number} */ i) => headH + (i - 0.5) * laneH;
     const ry = headH + (n * laneH) / 2;
     const fullLabels = nodeW >= 124;
 
@@ -125,6 +127,14 @@ export class PipelineGraph {
     const nodeLayer = s("g", { class: "nodes" });
     svg.append(edgeLayer, nodeLayer);
 
+    /**
+     * @param {string} name
+     * @param {number} x
+     * @param {number} y
+     * @param {number} w
+     * @param {number} hgt
+     * @param {string} label
+     */
     const addNode = (name, x, y, w, hgt, label) => {
       const g = s("g", { class: "node", "data-task": name });
       const title = s("title", {}, name);
@@ -144,6 +154,7 @@ export class PipelineGraph {
       nodeLayer.append(g);
       this.nodes.set(name, { g, title });
     };
+    /** @param {string} from @param {string} to @param {string} d */
     const addEdge = (from, to, d) => {
       const path = s("path", { class: "edge", d });
       edgeLayer.append(path);
@@ -173,7 +184,8 @@ export class PipelineGraph {
   }
 
   paint() {
-    if (!this.svg) return;
+    if (!this.svg || !this.title) return;
+    /** @type {Record<string, number>} */
     const counts = { pending: 0, submitted: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
     for (const [name, node] of this.nodes) {
       const state = this.state(name);
@@ -188,6 +200,7 @@ export class PipelineGraph {
       const down = this.state(edge.to);
       let state = "idle";
       if (down === "failed" || up === "failed") state = "failed";
+      else if (down === "cancelled" || up === "cancelled") state = "idle";
       else if (down === "succeeded") state = "done";
       else if (up === "succeeded" && down === "running") state = "flow";
       else if (up === "succeeded") state = "ready";

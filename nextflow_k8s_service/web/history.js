@@ -1,12 +1,16 @@
+// @ts-check
 // The table of recent runs.
 
-import { h, formatDuration, RUN_ID_RE } from "./dom.js";
+import { h, formatDuration } from "./dom.js";
 import { reportUrl } from "./api.js";
+import { RUN_ID_RE } from "./state.js";
 
+/** @param {HTMLElement} tbody @param {HTMLElement} empty @param {unknown} runs */
 export function renderHistory(tbody, empty, runs) {
   const rows = (Array.isArray(runs) ? runs : []).filter((run) => run && RUN_ID_RE.test(run.run_id));
   empty.hidden = rows.length > 0;
-  tbody.closest("table").hidden = rows.length === 0;
+  const table = tbody.closest("table");
+  if (table) table.hidden = rows.length === 0;
   tbody.replaceChildren(
     ...rows.map((run) => {
       const status = String(run.status || "unknown");

@@ -1,12 +1,19 @@
-// The live log console: lines coloured by source, a source filter, auto-scroll that pauses while
-// the reader looks at older lines, and a bounded DOM so a long run never slows the page.
+// @ts-check
+// The live log console: a render of the state's log lines, coloured by source, with a source
+// filter and auto-follow that pauses while the reader looks at older lines. Rendering is
+// incremental (only lines not drawn yet are added, the oldest removed at the cap) and runs at
+// most once per animation frame, so a flood of lines never blocks the page.
 
-import { h, formatTime } from "./dom.js";
+import { h, formatTime, setHidden, setText } from "./dom.js";
+import { MAX_LOG_LINES } from "./state.js";
 
-const MAX_LINES = 500;
 const STICK_SLACK_PX = 24;
 
-export function sourceKind(source) {
+/** @typedef {import("./state.js").Logs} Logs */
+/** @typedef {import("./state.js").LogLine} LogLine */
+
+/** @param {unknown} source */
+function sourceKind(source) {
   const text = String(source || "");
   if (text.startsWith("GENERATE")) return "generate";
   if (text.startsWith("ANALYZE")) return "analyze";
@@ -15,35 +22,38 @@ export function sourceKind(source) {
   return "other";
 }
 
-function lineKey(line) {
-  return `${line.timestamp}\u0000${line.source}\u0000${line.message}`;
-}
-
+/** @param {string} a @param {string} b */
 function compareSources(a, b) {
-  const rank = (x) => ({ controller: 0, generate: 1, analyze: 2, report: 3 })[sourceKind(x)] ?? 4;
+  /** @param {string} x */
+  const rank = (x) => ({ controller: 0, generate: 1, analyze: 2, report: 3, other: 4 })[sourceKind(x)];
+  /** @param {string} x */
   const num = (x) => Number((/\((\d+)\)/.exec(x) || [])[1] || 0);
   return rank(a) - rank(b) || num(a) - num(b) || a.localeCompare(b);
 }
 
 export class LogConsole {
+  /**
+   * @param {{list: HTMLElement, empty: HTMLElement, filter: HTMLSelectElement,
+   *   taskGroup: HTMLElement, jump: HTMLElement}} parts
+   */
   constructor({ list, empty, filter, taskGroup, jump }) {
     this.list = list;
     this.empty = empty;
     this.filter = filter;
     this.taskGroup = taskGroup;
     this.jump = jump;
-    this.keys = new Set();
+    /** @type {Set<string>} */
     this.sources = new Set();
+    this.epoch = -1;
+    this.drawn = 0;
     this.stick = true;
     this.unseen = 0;
-    this.scrollQueued = false;
-    this.programmaticScroll = false;
+    // Where the console last scrolled itself: scroll events that land there are its own.
+    this.ownTop = -1;
 
     list.addEventListener("scroll", () => {
-      if (this.programmaticScroll) {
-        this.programmaticScroll = false;
-        return;
-      }
+      if (Math.abs(list.scrollTop - this.ownTop) <= 1) return;
+      this.ownTop = -1;
       this.stick = list.scrollTop + list.clientHeight >= list.scrollHeight - STICK_SLACK_PX;
       if (this.stick) this.unseen = 0;
       this.updateJump();
@@ -58,65 +68,66 @@ export class LogConsole {
     filter.addEventListener("change", () => this.applyFilter());
   }
 
-  /** Forget everything (a new run). */
-  reset() {
+  /**
+   * Draw `logs`: start over on a new epoch, else append the lines not drawn yet.
+   * @param {Logs} logs
+   */
+  render(logs) {
+    if (logs.epoch !== this.epoch) {
+      this.clear();
+      this.epoch = logs.epoch;
+    }
+    const fresh = Math.min(logs.added - this.drawn, logs.lines.length);
+    if (fresh <= 0) return;
+    this.drawn = logs.added;
+    const fragment = document.createDocumentFragment();
+    for (const line of logs.lines.slice(logs.lines.length - fresh)) fragment.append(this.row(line));
+    setHidden(this.empty, true);
+    this.list.append(fragment);
+    const rows = this.list.getElementsByClassName("line");
+    const excess = rows.length - MAX_LOG_LINES;
+    if (excess > 0) {
+      // The oldest rows are contiguous: drop them in one operation.
+      const range = document.createRange();
+      range.setStartBefore(rows[0]);
+      range.setEndAfter(rows[excess - 1]);
+      range.deleteContents();
+    }
+    if (this.stick) this.scrollToEnd();
+    else {
+      this.unseen += fresh;
+      this.updateJump();
+    }
+  }
+
+  clear() {
     for (const node of [...this.list.querySelectorAll(".line")]) node.remove();
-    this.keys.clear();
     this.sources.clear();
     this.taskGroup.replaceChildren();
     if (this.filter.value.startsWith("task:")) this.filter.value = "";
+    this.drawn = 0;
     this.unseen = 0;
     this.stick = true;
     this.empty.hidden = false;
     this.updateJump();
   }
 
-  /** Append lines in order, skipping any already shown (a snapshot after a reconnect). */
-  append(lines) {
-    if (!Array.isArray(lines) || !lines.length) return;
-    const fragment = document.createDocumentFragment();
-    let added = 0;
-    for (const line of lines) {
-      if (!line || typeof line.message !== "string") continue;
-      const key = lineKey(line);
-      if (this.keys.has(key)) continue;
-      this.keys.add(key);
-      const source = String(line.source || "");
-      this.noteSource(source);
-      const kind = sourceKind(source);
-      const row = h(
-        "div",
-        { class: "line", dataset: { kind, source, key } },
-        h("time", { class: "ts", datetime: line.timestamp }, formatTime(line.timestamp)),
-        h("span", { class: "src" }, source),
-        h("span", { class: "msg" }, line.message),
-      );
-      row.hidden = !this.matches(row);
-      fragment.append(row);
-      added += 1;
-    }
-    if (!added) return;
-    this.empty.hidden = true;
-    this.list.append(fragment);
-    this.trim();
-    if (this.stick) this.scrollToEnd();
-    else {
-      this.unseen += added;
-      this.updateJump();
-    }
+  /** @param {LogLine} line */
+  row(line) {
+    const source = line.source;
+    this.noteSource(source);
+    const row = h(
+      "div",
+      { class: "line", dataset: { kind: sourceKind(source), source } },
+      h("time", { class: "ts", datetime: line.timestamp }, formatTime(line.timestamp)),
+      h("span", { class: "src" }, source),
+      h("span", { class: "msg" }, line.message),
+    );
+    row.hidden = !this.matches(row);
+    return row;
   }
 
-  trim() {
-    const rows = this.list.getElementsByClassName("line");
-    let excess = rows.length - MAX_LINES;
-    while (excess > 0) {
-      const first = rows[0];
-      this.keys.delete(first.dataset.key);
-      first.remove();
-      excess -= 1;
-    }
-  }
-
+  /** @param {string} source */
   noteSource(source) {
     if (!source || this.sources.has(source) || !/\(\d+\)$/.test(source)) return;
     this.sources.add(source);
@@ -127,40 +138,38 @@ export class LogConsole {
     this.taskGroup.insertBefore(option, before);
   }
 
+  /** @param {HTMLElement} row */
   matches(row) {
     const value = this.filter.value;
-    if (!value) return true;
     if (value.startsWith("kind:")) return row.dataset.kind === value.slice(5);
     if (value.startsWith("task:")) return row.dataset.source === value.slice(5);
     return true;
   }
 
   applyFilter() {
-    for (const row of this.list.getElementsByClassName("line")) row.hidden = !this.matches(row);
+    for (const row of this.list.getElementsByClassName("line")) {
+      /** @type {HTMLElement} */ (row).hidden = !this.matches(/** @type {HTMLElement} */ (row));
+    }
     this.stick = true;
     this.unseen = 0;
     this.scrollToEnd();
     this.updateJump();
   }
 
+  /** Follow the newest line; called inside the frame that drew it, so nothing else runs between. */
   scrollToEnd() {
-    if (this.scrollQueued) return;
-    this.scrollQueued = true;
-    requestAnimationFrame(() => {
-      this.scrollQueued = false;
-      const target = this.list.scrollHeight - this.list.clientHeight;
-      if (Math.abs(this.list.scrollTop - target) > 1) {
-        this.programmaticScroll = true;
-        this.list.scrollTop = target;
-      }
-    });
+    const target = this.list.scrollHeight - this.list.clientHeight;
+    if (Math.abs(this.list.scrollTop - target) > 1) {
+      this.list.scrollTop = target;
+      this.ownTop = this.list.scrollTop;
+    }
   }
 
   updateJump() {
-    const show = !this.stick;
-    this.jump.hidden = !show;
-    this.jump.textContent = this.unseen
-      ? `Jump to latest (${this.unseen > 99 ? "99+" : this.unseen} new)`
-      : "Jump to latest";
+    setHidden(this.jump, this.stick);
+    setText(
+      this.jump,
+      this.unseen ? `Jump to latest (${this.unseen > 99 ? "99+" : this.unseen} new)` : "Jump to latest",
+    );
   }
 }

@@ -1,15 +1,17 @@
+// @ts-check
 // The run's report: an SVG chart of each batch's mean with its spread, a totals table and the
 // per-batch statistics.
 
-import { h, s, formatNumber } from "./dom.js";
+import { h, s, formatFixed, formatNumber } from "./dom.js";
 
+/** @param {unknown} value */
 function num(value) {
   const n = Number(value);
   return Number.isFinite(n) ? n : null;
 }
 
-/** Round tick values covering [lo, hi]. */
-export function niceTicks(lo, hi, count = 5) {
+/** Round tick values covering [lo, hi]. @param {number} lo @param {number} hi */
+function niceTicks(lo, hi, count = 5) {
   let low = lo;
   let high = hi;
   if (!(high > low)) {
@@ -27,9 +29,10 @@ export function niceTicks(lo, hi, count = 5) {
   return { ticks, lo: start, hi: end };
 }
 
+/** @param {HTMLElement} container @param {any} report */
 export function renderChart(container, report) {
   const batches = (Array.isArray(report.batches) ? report.batches : [])
-    .map((b) => ({
+    .map((/** @type {any} */ b) => ({
       batch: b.batch,
       mean: num(b.mean),
       stdev: num(b.stdev) ?? 0,
@@ -37,7 +40,7 @@ export function renderChart(container, report) {
       max: num(b.max),
       count: b.count,
     }))
-    .filter((b) => b.mean !== null);
+    .filter((/** @type {{mean: number | null}} */ b) => b.mean !== null);
   container.replaceChildren();
   if (!batches.length) {
     container.append(h("p", { class: "muted" }, "The report has no batch statistics."));
@@ -46,15 +49,17 @@ export function renderChart(container, report) {
   const width = Math.max(280, Math.floor(container.clientWidth) || 600);
   const narrow = width < 520;
   const height = narrow ? 210 : 250;
-  const m = { top: 14, right: 10, bottom: 30, left: narrow ? 40 : 52 };
-  const low = Math.min(...batches.map((b) => Math.min(b.min ?? b.mean, b.mean - b.stdev)));
-  const high = Math.max(...batches.map((b) => Math.max(b.max ?? b.mean, b.mean + b.stdev)));
+  const m = { top: 14, right: 10, bottom: 34, left: narrow ? 56 : 68 };
+  const low = Math.min(...batches.map((/** @type {any} */ b) => Math.min(b.min ?? b.mean, b.mean - b.stdev)));
+  const high = Math.max(
+    ...batches.map((/** @type {any} */ b) => Math.max(b.max ?? b.mean, b.mean + b.stdev)),
+  );
   const scale = niceTicks(low, high, narrow ? 4 : 5);
   const plotW = width - m.left - m.right;
   const plotH = height - m.top - m.bottom;
-  const y = (v) => m.top + plotH - ((v - scale.lo) / (scale.hi - scale.lo)) * plotH;
+  const y = (/** @type {number} */ v) => m.top + plotH - ((v - scale.lo) / (scale.hi - scale.lo)) * plotH;
   const band = plotW / batches.length;
-  const x = (i) => m.left + band * (i + 0.5);
+  const x = (/** @type {number} */ i) => m.left + band * (i + 0.5);
   const boxW = Math.max(6, Math.min(26, band * 0.42));
 
   const overall = num(report.totals && report.totals.mean);
@@ -80,15 +85,15 @@ export function renderChart(container, report) {
 
   const labelEvery = Math.ceil(batches.length / Math.max(1, Math.floor(plotW / 26)));
   const marks = s("g", { class: "marks" });
-  batches.forEach((b, i) => {
+  batches.forEach((/** @type {any} */ b, /** @type {number} */ i) => {
     const cx = x(i);
     const g = s("g", { class: "mark" });
     g.append(
       s(
         "title",
         {},
-        `Batch ${b.batch}: mean ${formatNumber(b.mean)}, stdev ${formatNumber(b.stdev)}, ` +
-          `min ${formatNumber(b.min)}, max ${formatNumber(b.max)}, ${formatNumber(b.count)} rows`,
+        `Batch ${b.batch}: mean ${formatFixed(b.mean)}, stdev ${formatFixed(b.stdev)}, ` +
+          `min ${formatFixed(b.min)}, max ${formatFixed(b.max)}, ${formatNumber(b.count)} rows`,
       ),
     );
     if (b.min !== null && b.max !== null) {
@@ -111,7 +116,13 @@ export function renderChart(container, report) {
       s("circle", { class: "mean", cx, cy: y(b.mean), r: narrow ? 3.5 : 4.5 }),
     );
     if (i % labelEvery === 0) {
-      g.append(s("text", { class: "tick", x: cx, y: height - m.bottom + 18, "text-anchor": "middle" }, String(b.batch)));
+      g.append(
+        s(
+          "text",
+          { class: "tick", x: cx, y: height - m.bottom + 18, "text-anchor": "middle" },
+          String(b.batch),
+        ),
+      );
     }
     marks.append(g);
   });
@@ -122,41 +133,65 @@ export function renderChart(container, report) {
   }
   svg.append(marks);
   svg.append(
-    s("text", { class: "axis-title", x: m.left, y: height - 2, "aria-hidden": "true" }, "batch"),
+    s(
+      "text",
+      {
+        class: "axis-title",
+        x: m.left + plotW / 2,
+        y: height - 2,
+        "text-anchor": "middle",
+        "aria-hidden": "true",
+      },
+      "Batch",
+    ),
+    s(
+      "text",
+      {
+        class: "axis-title",
+        x: -(m.top + plotH / 2),
+        y: 12,
+        transform: "rotate(-90)",
+        "text-anchor": "middle",
+        "aria-hidden": "true",
+      },
+      "Value",
+    ),
   );
   container.append(svg);
 }
 
+/** @param {HTMLElement} tbody @param {any} totals */
 export function renderTotals(tbody, totals) {
   const t = totals || {};
   tbody.replaceChildren(
     h(
       "tr",
       {},
-      h("td", { "data-label": "Batches" }, formatNumber(t.batches)),
-      h("td", { "data-label": "Rows" }, formatNumber(t.count)),
-      h("td", { "data-label": "Sum" }, formatNumber(t.sum)),
-      h("td", { "data-label": "Mean" }, formatNumber(t.mean)),
-      h("td", { "data-label": "Min" }, formatNumber(t.min)),
-      h("td", { "data-label": "Max" }, formatNumber(t.max)),
+      h("td", { class: "num", "data-label": "Batches" }, formatNumber(t.batches)),
+      h("td", { class: "num", "data-label": "Rows" }, formatNumber(t.count)),
+      h("td", { class: "num", "data-label": "Sum" }, formatFixed(t.sum)),
+      h("td", { class: "num", "data-label": "Mean" }, formatFixed(t.mean)),
+      h("td", { class: "num", "data-label": "Min" }, formatFixed(t.min)),
+      h("td", { class: "num", "data-label": "Max" }, formatFixed(t.max)),
     ),
   );
 }
 
+/** @param {HTMLElement} tbody @param {any} batches */
 export function renderBatchTable(tbody, batches) {
   tbody.replaceChildren(
-    ...(Array.isArray(batches) ? batches : []).map((b) =>
+    ...(Array.isArray(batches) ? batches : []).map((/** @type {any} */ b) =>
       h(
         "tr",
         {},
-        h("th", { scope: "row" }, String(b.batch)),
-        h("td", {}, formatNumber(b.count)),
-        h("td", {}, formatNumber(b.mean)),
-        h("td", {}, formatNumber(b.stdev)),
-        h("td", { class: "opt" }, formatNumber(b.min)),
-        h("td", { class: "opt" }, formatNumber(b.p50)),
-        h("td", { class: "opt" }, formatNumber(b.p95)),
-        h("td", { class: "opt" }, formatNumber(b.max)),
+        h("th", { scope: "row", class: "num" }, String(b.batch)),
+        h("td", { class: "num" }, formatNumber(b.count)),
+        h("td", { class: "num" }, formatFixed(b.mean)),
+        h("td", { class: "num" }, formatFixed(b.stdev)),
+        h("td", { class: "opt num" }, formatFixed(b.min)),
+        h("td", { class: "opt num" }, formatFixed(b.p50)),
+        h("td", { class: "opt num" }, formatFixed(b.p95)),
+        h("td", { class: "opt num" }, formatFixed(b.max)),
       ),
     ),
   );

@@ -1,3 +1,4 @@
+// @ts-check
 // The live stream (SPEC §5): one WebSocket, reconnected with capped exponential backoff.
 // Every connection starts with a snapshot, so a reconnect restores the full state.
 
@@ -7,16 +8,18 @@ const MAX_DELAY_MS = 15000;
 export class Stream {
   /**
    * @param {string} url
-   * @param {(frame: object) => void} onFrame  every parsed frame, in order
-   * @param {(state: string, detail?: object) => void} onState
+   * @param {(frame: import("./state.js").Frame) => void} onFrame  every parsed frame, in order
+   * @param {(state: string, detail?: {retryAt?: number | null, code?: number}) => void} onState
    *        "connecting" | "live" | "reconnecting" ({retryAt}) | "offline"
    */
   constructor(url, onFrame, onState) {
     this.url = url;
     this.onFrame = onFrame;
     this.onState = onState;
+    /** @type {WebSocket | null} */
     this.socket = null;
     this.attempts = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this.timer = null;
     this.stopped = false;
     window.addEventListener("online", () => this.retryNow());
@@ -32,7 +35,7 @@ export class Stream {
 
   stop() {
     this.stopped = true;
-    clearTimeout(this.timer);
+    if (this.timer !== null) clearTimeout(this.timer);
     if (this.socket) this.socket.close(1000, "bye");
   }
 
@@ -78,6 +81,7 @@ export class Stream {
     socket.addEventListener("error", () => {});
   }
 
+  /** @param {number} [code] */
   schedule(code) {
     // 1013 = the server is busy or we fell behind: never hammer it, start at a few seconds.
     const floor = code === 1013 ? 2000 : 0;

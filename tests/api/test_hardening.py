@@ -165,6 +165,16 @@ async def test_security_headers(client: httpx.AsyncClient) -> None:
         assert response.headers["referrer-policy"] == "no-referrer"
 
 
+async def test_head_of_the_page_answers_with_its_headers(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    head = await client.head("/")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"].startswith("text/html")
+    assert head.headers["content-length"] == page.headers["content-length"]
+    assert "default-src 'self'" in head.headers["content-security-policy"]
+
+
 async def test_shutdown_drains_then_cancels_the_local_run_and_records_it(
     make_settings: SettingsFactory, start_server: Any, open_stream: Any
 ) -> None:

@@ -1,0 +1,63 @@
+"""axe-core (bundled by axe-playwright-python) over the page in a real Chromium: zero violations
+in light and dark, idle, mid-run and finished, on a desktop and on a phone viewport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Page, expect
+
+from tests.conftest import SettingsFactory
+from tests.web.conftest import Visitors
+from tests.web.test_page import PHONE, RUN_TIMEOUT_MS, choose_batches
+
+pytestmark = pytest.mark.browser
+
+AXE = Axe()
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 900}}
+
+
+async def violations(page: Page, moment: str) -> list[str]:
+    """axe-core's violations in light and in dark, one readable line per failing node."""
+    found: list[str] = []
+    for scheme in ("light", "dark"):
+        # Reduced motion: no colour transition is caught half-way when the scheme flips.
+        await page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
+        results = await AXE.run(page)
+        for violation in results.response["violations"]:
+            for node in violation["nodes"]:
+                found.append(
+                    f"{moment}/{scheme}: {violation['id']} {node['target']}: "
+                    f"{node.get('failureSummary', '')}"
+                )
+    return found
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+async def test_axe_finds_no_violations_idle_mid_run_and_finished(
+    device: str, make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+) -> None:
+    settings = make_settings(demo_generate_seconds=4.0, demo_analyze_seconds=3.0)
+    server = await start_server(settings)
+    context = PHONE if device == "phone" else DESKTOP
+    visitor = await visitors.open(f"{server.http_url}/", f"axe-{device}", **context)
+    page = visitor.page
+    await choose_batches(page, 2)
+    found = await violations(page, "idle")
+
+    await page.click("#run-btn")
+    await expect(page.locator("#graph .node[data-state='running']").first).to_be_visible()
+    await expect(page.locator("#log .line").first).to_be_attached()
+    found += await violations(page, "mid-run")
+
+    await expect(page.locator("#run-status")).to_have_attribute(
+        "data-status", "succeeded", timeout=RUN_TIMEOUT_MS
+    )
+    await expect(page.locator("#report")).to_be_visible()
+    await expect(page.locator("#history tbody tr")).to_have_count(1)
+    await page.locator("#batch-details summary").click()
+    found += await violations(page, "finished")
+    assert found == [], "\n".join(found)
+    visitors.assert_no_errors()
