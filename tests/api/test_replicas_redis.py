@@ -71,8 +71,8 @@ async def test_a_crashed_owner_s_run_ends_unknown_and_frees_the_lock(
         await watcher_b.until(lambda f: f["type"] == "status" and f["data"]["status"] == "running")
         # Replica A dies: its tasks stop without a word and its subprocesses die with it.
         manager_a = a.app.state.services.manager
+        await manager_a._keeper._tasks.close()
         await manager_a._tasks.close()
-        await manager_a._executor.cancel(run_id)
 
         complete = await watcher_b.until_complete(run_id, timeout=20)
         assert complete["data"]["status"] == "unknown"
