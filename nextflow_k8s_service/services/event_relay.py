@@ -22,6 +22,7 @@ from nextflow_k8s_service.services.event_log import Cursor, EventLog, LogEntry, 
 from nextflow_k8s_service.services.live_view import LiveView
 from nextflow_k8s_service.services.state_store import StateStore
 from nextflow_k8s_service.utils.broadcaster import Broadcaster
+from nextflow_k8s_service.utils.tasks import raise_if_cancelling
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class EventRelay:
         """Follow the log forever; `ready` is set once the view is seeded."""
         delay, failures = BACKOFF_MIN_SECONDS, 0
         while True:
+            raise_if_cancelling()
             try:
                 if self._cursor is None:
                     await self.seed()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from nextflow_k8s_service.errors import StoreUnavailableError
 

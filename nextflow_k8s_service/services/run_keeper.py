@@ -28,7 +28,7 @@ from nextflow_k8s_service.models import RunRecord, RunStatus
 from nextflow_k8s_service.services.event_log import EventLog
 from nextflow_k8s_service.services.run_session import RunSession
 from nextflow_k8s_service.services.state_store import StateStore
-from nextflow_k8s_service.utils.tasks import TaskSupervisor
+from nextflow_k8s_service.utils.tasks import TaskSupervisor, raise_if_cancelling
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ class RunKeeper:
         """Notice a store that lost its data; adopt or end orphaned runs."""
         while True:
             await asyncio.sleep(self._interval)
+            raise_if_cancelling()
             try:
                 await self._store.check_generation()
                 await self._reconcile_once()

@@ -27,6 +27,7 @@ from nextflow_k8s_service.errors import LeaseLostError, StoreUnavailableError
 from nextflow_k8s_service.models import RunEvent, RunRecord
 from nextflow_k8s_service.services.event_log import EventLog
 from nextflow_k8s_service.services.state_store import StateStore
+from nextflow_k8s_service.utils.tasks import raise_if_cancelling
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class RunWriter:
         renew_at = loop.time() + self._renew_every
         delay, failures = RETRY_MIN_SECONDS, 0
         while True:
+            raise_if_cancelling()
             try:
                 if self._pending:
                     await self._append_some()
