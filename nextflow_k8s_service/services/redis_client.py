@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis.asyncio
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
-from redis.asyncio.retry import Retry
 
 from nextflow_k8s_service.errors import StoreUnavailableError
 
