@@ -33,6 +33,7 @@ from nextflow_k8s_service.utils.tasks import TaskSupervisor, raise_if_cancelling
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_CANCEL_SECONDS = 10.0
+WARN_EVERY = 6
 
 
 class RunKeeper:
@@ -183,14 +184,19 @@ class RunKeeper:
 
     async def _housekeeping(self) -> None:
         """Notice a store that lost its data; adopt or end orphaned runs."""
+        failures = 0
         while True:
             await asyncio.sleep(self._interval)
             raise_if_cancelling()
             try:
                 await self._store.check_generation()
                 await self._reconcile_once()
+                failures = 0
             except StoreUnavailableError as exc:
-                logger.warning("housekeeping: state store unavailable (%s)", exc)
+                failures += 1
+                # Warn at once, then about once a minute (at the default lease) while it lasts.
+                level = logging.WARNING if failures % WARN_EVERY == 1 else logging.DEBUG
+                logger.log(level, "housekeeping: state store unavailable (%s)", exc)
 
     async def _reconcile_once(self) -> None:
         """Adopt a run whose owner is gone if the executor still has it, else end it `unknown`."""
