@@ -119,6 +119,9 @@ async def test_a_crashed_owner_s_run_ends_unknown_and_frees_the_lock(
         assert run["status"] == "unknown" and "stopped" in run["message"]
         again = await on_b.post(f"{API}/run", json={"batch_count": 1})
         assert again.status_code == 202
+        async with httpx.AsyncClient(base_url=a.http_url, timeout=30) as on_a:
+            checks = (await on_a.get("/healthz")).json()["checks"]
+        assert checks["unclaimed_runs"]["detail"] == "none", "A's executor kept the run"
 
 
 async def test_an_empty_restart_then_a_post_starts_no_second_run(
