@@ -20,6 +20,27 @@ class StoreUnavailableError(ServiceError):
     """The state store (Redis) cannot be reached or answered with an error."""
 
 
+class StartsPausedError(StoreUnavailableError):
+    """Runs may not start yet: the store came back without its data and the owner of a run
+    in progress gets one lease to re-establish it first (maps to 503 with Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LeaseLostError(ServiceError):
+    """A write under a lease epoch was refused: the writer no longer owns the run.
+
+    `data_lost` is True when the store knows no active run at all (it lost its data, or the
+    run ended elsewhere), False when another epoch holds the run (it was taken over).
+    """
+
+    def __init__(self, message: str, *, data_lost: bool) -> None:
+        super().__init__(message)
+        self.data_lost = data_lost
+
+
 class ExecutorUnavailableError(ServiceError):
     """The executor's backend (the Kubernetes API) cannot be reached right now (maps to 503)."""
 

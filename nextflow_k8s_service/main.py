@@ -1,8 +1,9 @@
 """The composition root: `create_app(settings)` and the lifespan that builds and owns everything.
 
-The lifespan builds the state store, the executor (and its Kubernetes client), the live view,
-the broadcaster and the pipeline manager, hands them to each other, and closes them in reverse
-order on shutdown. Tests inject their own store or executor through `create_app`'s arguments.
+The lifespan builds the state (run store, event log, rate limiter), the executor (and its
+Kubernetes client), the live view, the broadcaster, the run keeper, the event relay and the
+pipeline manager, hands them to each other, and closes them in reverse order on shutdown.
+Tests inject their own store or executor through `create_app`'s arguments.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -26,9 +28,12 @@ from nextflow_k8s_service.api.middleware import BodySizeLimitMiddleware, Securit
 from nextflow_k8s_service.config import ExecutorKind, Settings, load_settings
 from nextflow_k8s_service.executors.base import Executor
 from nextflow_k8s_service.metrics import Metrics
+from nextflow_k8s_service.services.event_log import EventLog
+from nextflow_k8s_service.services.event_relay import EventRelay
 from nextflow_k8s_service.services.live_view import LiveView
 from nextflow_k8s_service.services.pipeline_manager import PipelineManager
 from nextflow_k8s_service.services.rate_limit import MemoryRateLimiter, RateLimiter
+from nextflow_k8s_service.services.run_keeper import RunKeeper
 from nextflow_k8s_service.services.state_store import MemoryStateStore, StateStore
 from nextflow_k8s_service.utils.broadcaster import Broadcaster
 from nextflow_k8s_service.utils.client_address import parse_networks
@@ -39,11 +44,22 @@ API_PREFIX = "/api/v1"
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
-async def _build_state(settings: Settings, stack: AsyncExitStack) -> tuple[StateStore, RateLimiter]:
-    """The state store and the rate limiter: both on Redis when REDIS_URL is set."""
+@dataclass(frozen=True, slots=True)
+class _State:
+    """The store split by concern: run lock and records, event log, rate limiter."""
+
+    store: StateStore
+    events: EventLog
+    rate_limiter: RateLimiter
+
+
+async def _build_state(settings: Settings, stack: AsyncExitStack) -> _State:
+    """The state: all on Redis (one client, one pool) when REDIS_URL is set."""
     if settings.redis_url:
         # Imported here so that only the Redis mode loads the Redis client.
-        from nextflow_k8s_service.services.redis_store import RedisRateLimiter, RedisStateStore
+        from nextflow_k8s_service.services.redis_event_log import RedisEventLog
+        from nextflow_k8s_service.services.redis_rate_limit import RedisRateLimiter
+        from nextflow_k8s_service.services.redis_store import RedisStateStore
 
         redis_store = RedisStateStore.from_url(
             settings.redis_url,
@@ -53,13 +69,26 @@ async def _build_state(settings: Settings, stack: AsyncExitStack) -> tuple[State
             lease_seconds=settings.redis_lease_seconds,
         )
         stack.push_async_callback(redis_store.close)
-        limiter = RedisRateLimiter(redis=redis_store.client, prefix=settings.redis_key_prefix)
-        return redis_store, limiter
-    memory_store = MemoryStateStore(
-        history_limit=settings.run_history_limit, ttl_minutes=settings.run_ttl_minutes
+        return _State(
+            store=redis_store,
+            events=RedisEventLog(
+                redis=redis_store.client,
+                prefix=settings.redis_key_prefix,
+                lease_seconds=settings.redis_lease_seconds,
+            ),
+            rate_limiter=RedisRateLimiter(
+                redis=redis_store.client, prefix=settings.redis_key_prefix
+            ),
+        )
+    return _memory_state(
+        MemoryStateStore(
+            history_limit=settings.run_history_limit, ttl_minutes=settings.run_ttl_minutes
+        )
     )
-    stack.push_async_callback(memory_store.close)
-    return memory_store, MemoryRateLimiter()
+
+
+def _memory_state(store: MemoryStateStore) -> _State:
+    return _State(store=store, events=store.events, rate_limiter=MemoryRateLimiter())
 
 
 async def _build_executor(settings: Settings, stack: AsyncExitStack) -> Executor:
@@ -82,21 +111,19 @@ async def _build_executor(settings: Settings, stack: AsyncExitStack) -> Executor
 def create_app(
     settings: Settings | None = None,
     *,
-    store: StateStore | None = None,
+    store: MemoryStateStore | None = None,
     executor: Executor | None = None,
 ) -> FastAPI:
-    """Build the application. `store` and `executor`, when given, are used instead of the ones
-    the settings describe; the caller then owns closing them."""
+    """Build the application. `store` (an in-memory store, with its event log) and `executor`,
+    when given, are used instead of the ones the settings describe; the caller then owns
+    closing them."""
     settings = settings or load_settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if store is None:
-                run_store, rate_limiter = await _build_state(settings, stack)
-            else:
-                run_store, rate_limiter = store, MemoryRateLimiter()
+            state = await _build_state(settings, stack) if store is None else _memory_state(store)
             run_executor = executor or await _build_executor(settings, stack)
             view = LiveView()
             broadcaster = Broadcaster(
@@ -105,12 +132,27 @@ def create_app(
                 queue_bytes=settings.websocket_queue_bytes,
                 metrics=metrics,
             )
+            keeper = RunKeeper(
+                settings=settings,
+                store=state.store,
+                events=state.events,
+                executor=run_executor,
+                metrics=metrics,
+            )
+            relay = EventRelay(
+                events=state.events,
+                store=state.store,
+                view=view,
+                broadcaster=broadcaster,
+                on_cancel=keeper.on_cancel_requested,
+            )
             manager = PipelineManager(
                 settings=settings,
-                store=run_store,
+                store=state.store,
+                events=state.events,
                 executor=run_executor,
-                broadcaster=broadcaster,
-                view=view,
+                keeper=keeper,
+                relay=relay,
                 metrics=metrics,
             )
             stack.push_async_callback(manager.aclose)
@@ -122,7 +164,7 @@ def create_app(
                 broadcaster=broadcaster,
                 view=view,
                 metrics=metrics,
-                rate_limiter=rate_limiter,
+                rate_limiter=state.rate_limiter,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
             )
             logger.info(

@@ -152,7 +152,7 @@ class RunRecord(BaseModel):
     progress: Progress = Field(default_factory=Progress)
     cancel_token_hash: str = ""
     owner: str | None = None
-    event_seq: int = 0
+    epoch: int = Field(0, description="Lease epoch of the owner that wrote it (fencing).")
 
     @property
     def duration_seconds(self) -> float | None:
@@ -366,19 +366,15 @@ class Report(BaseModel):
 FrameType = Literal["snapshot", "status", "progress", "task", "log", "complete", "error"]
 
 
-class RelayMessage(BaseModel):
-    """What replicas exchange through the state store's relay (in-process, or Redis pub/sub).
+class RunEvent(BaseModel):
+    """One entry of a run's event log: what a stream frame shows, and the run after it.
 
-    `kind="event"`: one stream event of run `run_id`, `event_seq` increasing per run, with the
-    run as it is after the event (`run`), so every replica can build the same snapshot.
-    `kind="cancel"`: a request that the replica owning run `run_id` cancel it.
+    `run` lets any reader (a late joiner's snapshot, a replay) know the run's state at this
+    point of the log without reading the store.
     """
 
-    kind: Literal["event", "cancel"]
-    run_id: str | None
-    origin: str = ""
-    event_seq: int = 0
-    type: FrameType | None = None
+    type: FrameType
+    run_id: str
     timestamp: Timestamp = Field(default_factory=utcnow)
     data: dict[str, Any] = Field(default_factory=dict)
     run: RunDetail | None = None

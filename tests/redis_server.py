@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -110,12 +111,24 @@ class RedisServer:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        os.kill(process.pid, signal.SIGCONT)  # a frozen server cannot handle SIGTERM
         process.terminate()
         try:
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def freeze(self) -> None:
+        """Pause the process (SIGSTOP): connections stay open and nothing answers, as in a
+        long stall of the server or the network."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Resume a frozen process (SIGCONT); it answers everything sent meanwhile."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop and start again on the same port, empty."""

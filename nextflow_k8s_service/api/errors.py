@@ -24,6 +24,7 @@ from nextflow_k8s_service.errors import (
     RunNotFoundError,
     ServiceError,
     ShuttingDownError,
+    StartsPausedError,
     StoreUnavailableError,
 )
 
@@ -48,7 +49,7 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, (RateLimitedError, StartsPausedError)):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 

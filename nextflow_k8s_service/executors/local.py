@@ -136,19 +136,24 @@ class LocalExecutor:
     async def events(self, run_id: str) -> AsyncIterator[ExecutorEvent]:
         """Yield the run's events, buffered since `start`, up to and including the terminal one.
 
-        Raises `ExecutorOperationError` for a run this executor does not know (or whose
-        terminal event was already consumed).
+        A local run does not outlive its follower: when the iteration stops early (the
+        follower lost the run, or was cancelled) the run is cancelled. Either way the executor
+        forgets the run. Raises `ExecutorOperationError` for a run this executor does not know
+        (or whose terminal event was already consumed).
         """
         run = self._runs.get(run_id)
         if run is None:
             raise ExecutorOperationError(f"unknown run {run_id}")
-        while True:
-            event = await run.queue.get()
-            yield event
-            if isinstance(event, StatusChanged) and event.status.terminal:
-                if self._runs.get(run_id) is run:
-                    del self._runs[run_id]
-                return
+        try:
+            while True:
+                event = await run.queue.get()
+                yield event
+                if isinstance(event, StatusChanged) and event.status.terminal:
+                    return
+        finally:
+            self._request_cancel(run, "its follower stopped")
+            if self._runs.get(run_id) is run:
+                del self._runs[run_id]
 
     async def cancel(self, run_id: str) -> None:
         """Kill every subprocess of the run and end it `cancelled`; no-op if unknown/finished."""

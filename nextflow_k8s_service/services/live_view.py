@@ -1,83 +1,68 @@
-"""The replica's picture of the current run, built from relayed events.
+"""The replica's picture of the current run, built from the run's event log.
 
-Every replica applies the same relayed messages in the same order, so every WebSocket client
-gets the same snapshot whichever replica it is connected to. The view is only touched from the
+Every replica applies the same log entries in the same order, so every WebSocket client gets
+the same snapshot whichever replica it is connected to. The view is only touched from the
 event loop without awaiting, so a snapshot and a subscription are taken atomically.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
-from nextflow_k8s_service.models import LogLine, RelayMessage, RunDetail, RunRecord, utcnow
-from nextflow_k8s_service.services.state_store import RECENT_LOG_LINES
+from nextflow_k8s_service.models import LogLine, RunDetail, RunEvent, RunRecord, utcnow
+from nextflow_k8s_service.services.event_log import LogEntry
 from nextflow_k8s_service.utils.broadcaster import Frame
+
+RECENT_LOG_LINES = 200
 
 
 class LiveView:
-    """The active run (else the most recent one), its recent log lines, and relay ordering."""
+    """The active run (else the most recent one), its recent log lines, and the id of the last
+    entry applied (entries at or below it are duplicates and are dropped)."""
 
     def __init__(self) -> None:
         self.run: RunDetail | None = None
         self.active = False
         self.logs: deque[LogLine] = deque(maxlen=RECENT_LOG_LINES)
-        self._last_seq = 0
-        self._origin: str | None = None
+        self.last_id = 0
         self._completed = False
 
-    def _is_older(self, message: RelayMessage) -> bool:
-        return (
-            self.run is not None
-            and message.run is not None
-            and message.run.started_at < self.run.started_at
-        )
-
-    def seed(self, run: RunRecord | None, logs: list[LogLine], *, active: bool) -> None:
-        """Start from the store's state (at start-up, or after the relay reconnected)."""
+    def seed(self, run: RunRecord | None, entries: Iterable[LogEntry], *, active: bool) -> None:
+        """Start from `run`'s log (at start-up, or when the reader lost its place)."""
+        self.run, self.active, self.last_id, self._completed = None, False, 0, False
+        self.logs.clear()
         if run is None:
-            self.run, self.active, self._last_seq = None, False, 0
-            self.logs.clear()
-            return
-        if (
-            self.run is not None
-            and self.run.run_id == run.run_id
-            and run.owner == self._origin
-            and run.event_seq <= self._last_seq
-        ):
             return
         self.run = run.detail()
+        for entry in entries:
+            self.apply(entry)
+        # The store's record is at least as new as the log's last event.
+        self.run = run.detail()
         self.active = active
-        self._completed = False
-        self._origin = run.owner
-        self._last_seq = run.event_seq
-        self.logs.clear()
-        self.logs.extend(logs)
 
-    def apply(self, message: RelayMessage) -> Frame | None:
-        """Apply one relayed event; the frame to broadcast, or None for a stale duplicate."""
-        if message.kind != "event" or message.type is None:
-            return None
-        if self.run is None or message.run_id != self.run.run_id:
-            if self._is_older(message):
-                return None  # a late event of a run older than the one shown
+    def apply(self, entry: LogEntry) -> Frame | None:
+        """Apply one log entry; the frame to broadcast, or None for a duplicate or a late
+        entry of an older run."""
+        event = entry.event
+        if self.run is None or event.run_id != self.run.run_id:
+            if self._is_older(event):
+                return None
             self.logs.clear()
-            self._completed = False
-        elif self._completed:
+            self.last_id, self._completed = 0, False
+        elif entry.id <= self.last_id or self._completed:
             return None
-        elif message.origin == self._origin and message.event_seq <= self._last_seq:
-            return None  # already applied (sequence numbers count per publishing replica)
-        self._origin = message.origin
-        self._last_seq = message.event_seq
-        if message.run is not None:
-            self.run = message.run
-        if message.type == "log":
-            self.logs.extend(LogLine.model_validate(line) for line in message.data["lines"])
-        if message.type == "complete":
+        self.last_id = entry.id
+        if event.run is not None:
+            self.run = event.run
+        if event.type == "log":
+            self.logs.extend(LogLine.model_validate(line) for line in event.data["lines"])
+        if event.type == "complete":
             self.active = False
             self._completed = True
         elif self.run is not None:
             self.active = not self.run.status.terminal
-        return Frame.build(message.type, message.run_id, message.timestamp, message.data)
+        return Frame.build(event.type, event.run_id, event.timestamp, event.data, entry.id)
 
     def snapshot(self) -> Frame:
         run_id = self.run.run_id if self.run is not None else None
@@ -86,4 +71,11 @@ class LiveView:
             "run": self.run.model_dump(mode="json") if self.run is not None else None,
             "logs": [line.model_dump(mode="json") for line in self.logs],
         }
-        return Frame.build("snapshot", run_id, utcnow(), data)
+        return Frame.build("snapshot", run_id, utcnow(), data, self.last_id or None)
+
+    def _is_older(self, event: RunEvent) -> bool:
+        return (
+            self.run is not None
+            and event.run is not None
+            and event.run.started_at < self.run.started_at
+        )

@@ -1,97 +1,243 @@
-"""The Lua scripts of the Redis state store: each multi-key change is one atomic script.
+"""The Lua scripts of the Redis store and event log: each multi-key change is one atomic script.
 
-Above each script: its KEYS and ARGV, and what it decides.
+Above each script: its KEYS and ARGV, and what it decides. Fenced scripts answer `{1, ...}`
+when applied, `{0}` when another lease epoch holds the run (superseded), `{-1}` when the run
+is not the active run at all (the store lost it, or it ended elsewhere).
 """
 
 from __future__ import annotations
 
-# KEYS: lock, state, logs:<id>, op   ARGV: token, lease_ms, state_ttl_ms, run_id, record, op_ms
-# Wins when no run is active (no `state`). A lock without a state belongs to nothing (a hand
-# edit, an eviction) and is overwritten; a state without a lock is an orphan and still active.
-ACQUIRE = """
-if redis.call('EXISTS', KEYS[4]) == 1 then return {1} end
-local current = redis.call('HMGET', KEYS[2], 'record', 'owner')
-if current[1] then return {0, current[1], current[2] or ''} end
+# Shared functions, prepended to the scripts that use them.
+_FENCE = """
+local function fence(state, run_id, epoch)
+  local s = redis.call('HMGET', state, 'run_id', 'epoch')
+  if s[1] ~= run_id then return -1 end
+  if s[2] ~= epoch then return 0 end
+  return 1
+end
+"""
+
+_NEXT_EPOCH = """
+local function next_epoch(key, floor, ttl)
+  local e = redis.call('INCR', key)
+  if e <= tonumber(floor) then
+    e = tonumber(floor) + 1
+    redis.call('SET', key, e)
+  end
+  redis.call('PEXPIRE', key, ttl)
+  return e
+end
+"""
+
+# Appends ARGV[from..] to a run's stream with ids `<n>-0`, n counting on from the stream's top
+# or `floor`, whichever is higher (the log may have been lost meanwhile); then drops the oldest
+# entries while the stream holds more than `max_entries` or more than `max_bytes` of payload
+# (always keeping the newest). The byte count lives in `size_key`.
+_APPEND = """
+local function top_id(stream)
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if top[1] then return tonumber(string.match(top[1][1], '^(%d+)')) end
+  return 0
+end
+local function append(stream, size_key, floor, max_entries, max_bytes, ttl_ms, from)
+  local n = math.max(tonumber(floor), top_id(stream))
+  local total = tonumber(redis.call('GET', size_key) or '0')
+  for i = from, #ARGV do
+    n = n + 1
+    redis.call('XADD', stream, n .. '-0', 'e', ARGV[i])
+    total = total + #ARGV[i]
+  end
+  local count = redis.call('XLEN', stream)
+  while count > 1 and (count > tonumber(max_entries) or total > tonumber(max_bytes)) do
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+    total = total - #oldest[1][2][2]
+    redis.call('XDEL', stream, oldest[1][1])
+    count = count - 1
+  end
+  redis.call('SET', size_key, total, 'PX', ttl_ms)
+  redis.call('PEXPIRE', stream, ttl_ms)
+  return n
+end
+"""
+
+_MARK = """
+local function mark(runs, kind, run_id, max_markers, ttl_ms)
+  redis.call('XADD', runs, 'MAXLEN', '~', max_markers, '*', 'kind', kind, 'run_id', run_id)
+  redis.call('PEXPIRE', runs, ttl_ms)
+end
+"""
+
+# KEYS: generation, gate   ARGV: known generation ('' = none yet), new token, lease_ms, ttl_ms
+# A missing generation that this replica knew means the store lost its data: a new one is set
+# and starting runs pauses for one lease. A replica that knew none (its first look) only sets it.
+GENERATION = """
+local gen = redis.call('GET', KEYS[1])
+if not gen then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+  if ARGV[1] ~= '' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
+  return ARGV[2]
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return gen
+"""
+
+# KEYS: lock, state, op, epoch, generation, gate, runs
+# ARGV: token, lease_ms, state_ttl_ms, run_id, record, op_ms, long_ttl_ms, max_markers
+# Answers {1, epoch} (acquired), {0, record, owner, epoch} (another run is active) or
+# {2, retry_after_ms} (starts paused: the store lost its data, or the generation is unknown).
+ACQUIRE = (
+    _NEXT_EPOCH
+    + _MARK
+    + """
+if redis.call('EXISTS', KEYS[3]) == 1 then return {1, redis.call('GET', KEYS[3])} end
+if redis.call('EXISTS', KEYS[5]) == 0 then return {2, ARGV[2]} end
+local paused = redis.call('PTTL', KEYS[6])
+if paused > 0 then return {2, tostring(paused)} end
+local current = redis.call('HMGET', KEYS[2], 'record', 'owner', 'epoch')
+if current[1] then return {0, current[1], current[2] or '', current[3] or '0'} end
+local epoch = next_epoch(KEYS[4], 0, ARGV[7])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[2], 'run_id', ARGV[4], 'owner', ARGV[1], 'record', ARGV[5])
+redis.call('HSET', KEYS[2], 'run_id', ARGV[4], 'owner', ARGV[1], 'epoch', epoch, 'record', ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
+mark(KEYS[7], 'start', ARGV[4], ARGV[8], ARGV[7])
+redis.call('SET', KEYS[3], epoch, 'PX', ARGV[6])
+return {1, tostring(epoch)}
+"""
+)
+
+# KEYS: lock, state, op, epoch, generation, gate, runs, run:<id>
+# ARGV: token, lease_ms, state_ttl_ms, run_id, record, op_ms, long_ttl_ms, max_markers,
+#       floor epoch, new generation token
+# The owner puts back a run the store lost. Refused (false) if the run finished (its record
+# is kept) or any run is active. Makes sure every replica learns of the loss (generation).
+REESTABLISH = (
+    _NEXT_EPOCH
+    + _MARK
+    + """
+if redis.call('EXISTS', KEYS[3]) == 1 then return redis.call('GET', KEYS[3]) end
+if redis.call('EXISTS', KEYS[8]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return false end
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('SET', KEYS[5], ARGV[10], 'PX', ARGV[7])
+  redis.call('SET', KEYS[6], '1', 'PX', ARGV[2])
+end
+local epoch = next_epoch(KEYS[4], ARGV[9], ARGV[7])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], 'run_id', ARGV[4], 'owner', ARGV[1], 'epoch', epoch, 'record', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+mark(KEYS[7], 'start', ARGV[4], ARGV[8], ARGV[7])
+redis.call('SET', KEYS[3], epoch, 'PX', ARGV[6])
+return tostring(epoch)
+"""
+)
+
+# KEYS: state   ARGV: run_id, epoch, record.  HSET keeps the key's TTL.
+UPDATE = (
+    _FENCE
+    + """
+local f = fence(KEYS[1], ARGV[1], ARGV[2])
+if f ~= 1 then return {f} end
+redis.call('HSET', KEYS[1], 'record', ARGV[3])
 return {1}
 """
+)
 
-# KEYS: state   ARGV: run_id, record.  HSET keeps the key's TTL.
-UPDATE = """
-if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'record', ARGV[2])
-return 1
-"""
-
-# KEYS: state, lock, logs:<id>, run:<id>, history, op
-# ARGV: run_id, record, record_ttl_ms, history_limit, history_ttl_ms, op_ms
-# A record whose retention already ran out (record_ttl_ms = 0) frees the lock but is not kept.
-FINISH = """
-if redis.call('EXISTS', KEYS[6]) == 1 then return 1 end
-if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
-  redis.call('LREM', KEYS[5], 0, ARGV[1])
-  redis.call('LPUSH', KEYS[5], ARGV[1])
-  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[4]) - 1)
-  redis.call('PEXPIRE', KEYS[5], ARGV[5])
+# KEYS: state, lock, run:<id>, history, op, events:<id>, events-size:<id>, runs
+# ARGV: run_id, epoch, record, record_ttl_ms, history_limit, history_ttl_ms, op_ms, floor,
+#       max_entries, max_bytes, max_markers, event...
+# Appends the final events, records the run and frees the lock. A record whose retention
+# already ran out (record_ttl_ms = 0) frees the lock but is not kept.
+FINISH = (
+    _FENCE
+    + _APPEND
+    + _MARK
+    + """
+if redis.call('EXISTS', KEYS[5]) == 1 then return {1, redis.call('GET', KEYS[5])} end
+local f = fence(KEYS[1], ARGV[1], ARGV[2])
+if f ~= 1 then return {f} end
+local keep_ms = math.max(1, tonumber(ARGV[4]))
+local last = append(KEYS[6], KEYS[7], ARGV[8], ARGV[9], ARGV[10], keep_ms, 12)
+redis.call('DEL', KEYS[1], KEYS[2])
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+  redis.call('LREM', KEYS[4], 0, ARGV[1])
+  redis.call('LPUSH', KEYS[4], ARGV[1])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
 end
-redis.call('SET', KEYS[6], '1', 'PX', ARGV[6])
-return 1
+mark(KEYS[8], 'end', ARGV[1], ARGV[11], ARGV[6])
+redis.call('SET', KEYS[5], last, 'PX', ARGV[7])
+return {1, tostring(last)}
 """
+)
 
-# KEYS: lock, state, logs:<id>   ARGV: token, run_id, lease_ms, state_ttl_ms
-# The owner named in `state` may also re-take its own lapsed lock while nobody claimed the run.
-RENEW = """
-local state = redis.call('HMGET', KEYS[2], 'run_id', 'owner')
-if state[1] ~= ARGV[2] or state[2] ~= ARGV[1] then return 0 end
+# KEYS: state, events:<id>, events-size:<id>
+# ARGV: run_id, epoch, floor, max_entries, max_bytes, ttl_ms, event...
+# `floor` is the last id the writer saw confirmed; a top above it means an earlier attempt of
+# this very append landed and only its reply was lost (only the epoch holder appends): it is
+# not applied twice.
+APPEND = (
+    _FENCE
+    + _APPEND
+    + """
+local f = fence(KEYS[1], ARGV[1], ARGV[2])
+if f ~= 1 then return {f} end
+local top = top_id(KEYS[2])
+if top > tonumber(ARGV[3]) then return {1, tostring(top)} end
+return {1, tostring(append(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 7))}
+"""
+)
+
+# KEYS: lock, state, events:<id>, events-size:<id>
+# ARGV: token, run_id, epoch, lease_ms, state_ttl_ms
+# The epoch holder may also re-take its own lapsed lock while nobody claimed the run.
+RENEW = (
+    _FENCE
+    + """
+local f = fence(KEYS[2], ARGV[2], ARGV[3])
+if f ~= 1 then return {f} end
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
-return 1
+if holder and holder ~= ARGV[1] then return {0} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
+return {1}
 """
+)
 
-# KEYS: lock, state   ARGV: token, run_id.  Leaves the run active, owned by nobody.
-RELEASE = """
-if redis.call('HGET', KEYS[2], 'run_id') ~= ARGV[2] then return 0 end
+# KEYS: lock, state   ARGV: token, run_id, epoch.  Leaves the run active, owned by nobody.
+RELEASE = (
+    _FENCE
+    + """
+if fence(KEYS[2], ARGV[2], ARGV[3]) ~= 1 then return 0 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[2], 'owner', '')
 return 1
 """
+)
 
-# KEYS: lock, state, op   ARGV: token, lease_ms, state_ttl_ms, op_ms
-CLAIM = """
+# KEYS: lock, state, op, epoch   ARGV: token, lease_ms, state_ttl_ms, op_ms, long_ttl_ms
+# Answers {record, epoch} when claimed, else false.
+CLAIM = (
+    _NEXT_EPOCH
+    + """
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  local again = redis.call('HMGET', KEYS[2], 'record', 'owner')
-  if again[1] and again[2] == ARGV[1] then return again[1] end
+  local again = redis.call('HMGET', KEYS[2], 'record', 'owner', 'epoch')
+  if again[1] and again[2] == ARGV[1] then return {again[1], again[3]} end
   return false
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local record = redis.call('HGET', KEYS[2], 'record')
-if not record then return false end
+local current = redis.call('HMGET', KEYS[2], 'record', 'epoch')
+if not current[1] then return false end
+local epoch = next_epoch(KEYS[4], current[2] or 0, ARGV[5])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('HSET', KEYS[2], 'owner', ARGV[1])
+redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[4])
-return record
+return {current[1], tostring(epoch)}
 """
-
-# KEYS: state, logs:<id>   ARGV: run_id, keep, ttl_ms, line...
-APPEND_LOGS = """
-if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[1] then return 0 end
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 4))
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
+)
 
 # KEYS: counter   ARGV: window_ms.  A fixed window: the first hit starts it. Returns
 # {hits in this window, milliseconds until it resets}.

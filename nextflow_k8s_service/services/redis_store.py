@@ -1,115 +1,87 @@
-"""The state store of several replicas: Redis holds the run lock, the records and the relay.
+"""The run lock and records of several replicas, in Redis (`StateStore`).
 
-Keys (all under one prefix, all with a TTL; nothing lives forever):
-
-- `active-run`: the lock, a string holding the owner token (`owner_id`) with a lease
-  (`PX lease`); renewed by its owner, so it vanishes within one lease when the owner dies.
-- `state`: a hash `{run_id, owner, record}` describing the active run; `record` is the JSON
-  of its `RunRecord`. It outlives the lock by `STATE_TTL_LEASES` leases, so a replica that
-  notices a dead owner can still claim the run (`claim_orphan`); renewals refresh it.
-- `logs:<run_id>`: the recent log lines of the active run, a list capped at 200 entries; same
-  TTL as `state`.
-- `run:<run_id>`: the JSON record of a finished run, kept `ttl_minutes` after it finished.
-- `history`: a list of finished run ids, newest first, trimmed to `history_limit`.
-- `op:<nonce>`: a one-minute marker that makes a retried script idempotent (below).
-- channel `events`: the relay; every replica, the publisher included, receives each message.
-
-Every multi-key change is one Lua script, so it is atomic against the other replicas. The
-client retries commands after transient connection errors; a retry may re-run a script whose
-reply was lost, so the scripts whose second run would answer differently (acquire, finish,
-claim) record their success under a per-call nonce and report it again when re-run.
-A retried `append_logs` or `publish` may, rarely, repeat its lines or message.
-
-Only this module imports `redis`; its errors leave as `StoreUnavailableError`.
+Key names are described in `redis_client.RedisKeys`; every multi-key change is one Lua script
+(`redis_scripts`), so it is atomic against the other replicas. The client retries commands
+after transient connection errors; a retry may re-run a script whose reply was lost, so the
+scripts whose second run would answer differently (acquire, reestablish, finish, claim) record
+their outcome under a per-call nonce and report it again when re-run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from contextlib import aclosing, contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 import redis.asyncio
 from pydantic import ValidationError
-from redis.asyncio.client import PubSub
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
-from nextflow_k8s_service.errors import StoreUnavailableError
-from nextflow_k8s_service.models import CheckResult, LogLine, RelayMessage, RunRecord, utcnow
+from nextflow_k8s_service.errors import LeaseLostError, StartsPausedError, StoreUnavailableError
+from nextflow_k8s_service.models import CheckResult, RunEvent, RunRecord, utcnow
 from nextflow_k8s_service.services import redis_scripts
-from nextflow_k8s_service.services.state_store import (
-    RECENT_LOG_LINES,
-    AcquireResult,
-    make_owner_id,
+from nextflow_k8s_service.services.event_log import (
+    MAX_BYTES_PER_RUN,
+    MAX_ENTRIES_PER_RUN,
+    MAX_MARKERS,
 )
+from nextflow_k8s_service.services.redis_client import (
+    LONG_TTL_MS,
+    STATE_TTL_LEASES,
+    RedisKeys,
+    connect,
+    describe,
+    text,
+    translated,
+)
+from nextflow_k8s_service.services.state_store import AcquireResult, make_owner_id
 
 logger = logging.getLogger(__name__)
 
-STATE_TTL_LEASES = 10
-"""Lifetime of `state` and `logs:<id>` in leases: the window in which a dead owner's run can
-still be claimed by another replica; afterwards the run is forgotten and the lock is free."""
 OP_MARKER_MS = 60_000
 CHECK_TIMEOUT_SECONDS = 2.0
-
-# A command gives up after at most (1 + COMMAND_RETRIES) attempts, each bounded by the connect
-# and socket timeouts, with 50 ms .. 1 s of jittered backoff in between.
-SOCKET_TIMEOUT_SECONDS = 5.0
-CONNECT_TIMEOUT_SECONDS = 2.0
-HEALTH_CHECK_INTERVAL_SECONDS = 15
-COMMAND_RETRIES = 2
-
-RELAY_POLL_SECONDS = 1.0
-RELAY_PING_AFTER_SECONDS = 10.0
-RELAY_DEAD_AFTER_SECONDS = 30.0
-RELAY_BACKOFF_MIN_SECONDS = 0.2
-RELAY_BACKOFF_MAX_SECONDS = 5.0
-RELAY_WARN_EVERY = 12
-_RELAY_PING = "relay-liveness"
 
 _Arg = str | int
 
 
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    """Turn the client's errors (and socket errors, timeouts) into `StoreUnavailableError`."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailableError(f"redis {operation} failed: {_describe(exc)}") from exc
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-def _text(value: str | bytes | None) -> str | None:
-    """A reply as text, whether or not the client decodes responses."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _parse_record(raw: str | bytes, owner: str | bytes | None = None) -> RunRecord:
-    """The stored JSON as a record; `owner`, when given, replaces its owner ('' = none)."""
+def _parse_record(
+    raw: str | bytes, owner: str | bytes | None = None, epoch: Any = None
+) -> RunRecord:
+    """The stored JSON as a record; `owner` ('' = none) and `epoch`, when given, replace its own."""
     try:
         record = RunRecord.model_validate_json(raw)
     except ValidationError as exc:
         raise StoreUnavailableError(f"redis holds an unreadable run record: {exc}") from exc
+    changes: dict[str, Any] = {}
     if owner is not None:
-        record = record.model_copy(update={"owner": _text(owner) or None})
-    return record
+        changes["owner"] = text(owner) or None
+    if epoch is not None:
+        changes["epoch"] = int(text(epoch) or 0)
+    return record.model_copy(update=changes) if changes else record
+
+
+def _fenced(reply: Any, run_id: str) -> Any:
+    """The reply of a fenced script, or `LeaseLostError` when it was refused."""
+    status = int(reply[0])
+    if status == 1:
+        return reply[1] if len(reply) > 1 else None
+    raise LeaseLostError(
+        f"run {run_id}: write refused, "
+        + ("it is not the active run" if status < 0 else "another lease epoch holds it"),
+        data_lost=status < 0,
+    )
 
 
 class RedisStateStore:
     """`StateStore` on Redis, shared by every replica that uses the same prefix.
 
-    The store owns the client it is given: `close()` closes it and its pool. Each `subscribe()`
-    holds one extra connection of that pool while it is iterated. The lease of an active run is
-    not renewed by the store: its owner calls `renew()` about every `lease_seconds / 3`.
+    The store owns the client it is given: `close()` closes it and its pool (which the event
+    log and the rate limiter share). The lease of an active run is not renewed by the store:
+    its owner calls `renew()` about every `lease_seconds / 3`.
     """
 
     def __init__(
@@ -124,22 +96,20 @@ class RedisStateStore:
     ) -> None:
         self.owner_id = owner_id or make_owner_id()
         self._redis = redis
-        self._prefix = prefix
+        self._keys = RedisKeys(prefix)
         self._history_limit = history_limit
         self._record_ttl_ms = max(1, int(ttl_minutes * 60_000))
         self._lease_ms = max(1, int(lease_seconds * 1000))
         self._state_ttl_ms = self._lease_ms * STATE_TTL_LEASES
-        self._lock_key = f"{prefix}active-run"
-        self._state_key = f"{prefix}state"
-        self._history_key = f"{prefix}history"
-        self._channel = f"{prefix}events"
+        self._generation = ""
         self._acquire = redis.register_script(redis_scripts.ACQUIRE)
+        self._reestablish = redis.register_script(redis_scripts.REESTABLISH)
+        self._generation_script = redis.register_script(redis_scripts.GENERATION)
         self._update = redis.register_script(redis_scripts.UPDATE)
         self._finish = redis.register_script(redis_scripts.FINISH)
         self._renew = redis.register_script(redis_scripts.RENEW)
         self._release = redis.register_script(redis_scripts.RELEASE)
         self._claim = redis.register_script(redis_scripts.CLAIM)
-        self._append_logs = redis.register_script(redis_scripts.APPEND_LOGS)
 
     @classmethod
     def from_url(
@@ -152,18 +122,9 @@ class RedisStateStore:
         lease_seconds: float,
         owner_id: str | None = None,
     ) -> RedisStateStore:
-        """A store with its own client for `url`; connects lazily, so it never raises for an
-        unreachable server (the first command does, as `StoreUnavailableError`)."""
-        client = redis.asyncio.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-            retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
-        )
+        """A store with its own client for `url` (never raises for an unreachable server)."""
         return cls(
-            redis=client,
+            redis=connect(url),
             prefix=prefix,
             history_limit=history_limit,
             ttl_minutes=ttl_minutes,
@@ -171,214 +132,150 @@ class RedisStateStore:
             owner_id=owner_id,
         )
 
-    # --- the active run ---------------------------------------------------------------------
-
     @property
     def client(self) -> redis.asyncio.Redis:
-        """The Redis client, for other Redis-backed parts sharing its pool (rate limits)."""
+        """The Redis client, for the other Redis-backed parts sharing its pool."""
         return self._redis
 
+    @property
+    def record_ttl_ms(self) -> int:
+        return self._record_ttl_ms
+
+    # --- the lock ---------------------------------------------------------------------------
+
     async def acquire(self, run: RunRecord) -> AcquireResult:
-        mine = run.model_copy(update={"owner": self.owner_id}, deep=True)
-        keys = [self._lock_key, self._state_key, self._logs_key(run.run_id), self._op_key()]
+        await self.check_generation()
+        k = self._keys
+        keys = [k.lock, k.state, k.op(secrets.token_hex(8)), k.epoch, k.generation, k.gate]
+        keys.append(k.runs)
         args: list[_Arg] = [self.owner_id, self._lease_ms, self._state_ttl_ms, run.run_id]
-        args += [mine.model_dump_json(), OP_MARKER_MS]
-        with _translated("acquire"):
+        args += [run.model_dump_json(), OP_MARKER_MS, LONG_TTL_MS, MAX_MARKERS]
+        with translated("acquire"):
             reply = await self._acquire(keys=keys, args=args)
-        if int(reply[0]) == 1:
+        outcome = int(reply[0])
+        if outcome == 2:
+            retry_after = int(reply[1]) / 1000
+            raise StartsPausedError(
+                "the state store lost its data; runs start again once the run in progress "
+                f"is re-established (in {math.ceil(retry_after)} s)",
+                retry_after=retry_after,
+            )
+        if outcome == 1:
+            mine = run.model_copy(update={"owner": self.owner_id, "epoch": int(reply[1])})
             return AcquireResult(acquired=True, run=mine)
-        return AcquireResult(acquired=False, run=_parse_record(reply[1], reply[2]))
+        return AcquireResult(acquired=False, run=_parse_record(reply[1], reply[2], reply[3]))
+
+    async def reestablish(self, run: RunRecord) -> RunRecord | None:
+        k = self._keys
+        keys = [k.lock, k.state, k.op(secrets.token_hex(8)), k.epoch, k.generation, k.gate]
+        keys += [k.runs, k.run(run.run_id)]
+        args: list[_Arg] = [self.owner_id, self._lease_ms, self._state_ttl_ms, run.run_id]
+        args += [run.model_dump_json(), OP_MARKER_MS, LONG_TTL_MS, MAX_MARKERS, run.epoch]
+        args.append(secrets.token_hex(8))
+        with translated("reestablish"):
+            epoch = await self._reestablish(keys=keys, args=args)
+        if epoch is None:
+            return None
+        logger.warning("the state store had lost run %s; re-established it", run.run_id)
+        return run.model_copy(update={"owner": self.owner_id, "epoch": int(epoch)})
+
+    async def check_generation(self) -> None:
+        k = self._keys
+        args: list[_Arg] = [self._generation, secrets.token_hex(8), self._lease_ms, LONG_TTL_MS]
+        with translated("check_generation"):
+            current = text(await self._generation_script(keys=[k.generation, k.gate], args=args))
+        if self._generation and current != self._generation:
+            logger.warning("the state store lost its data; starting runs pauses for one lease")
+        self._generation = current or ""
 
     async def get_active(self) -> RunRecord | None:
-        with _translated("get_active"):
-            record, owner = await self._redis.hmget(self._state_key, ["record", "owner"])
-        return None if record is None else _parse_record(record, owner or "")
+        with translated("get_active"):
+            record, owner, epoch = await self._redis.hmget(
+                self._keys.state, ["record", "owner", "epoch"]
+            )
+        return None if record is None else _parse_record(record, owner or "", epoch)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        with _translated("get_run"):
-            active_id, record, owner = await self._redis.hmget(
-                self._state_key, ["run_id", "record", "owner"]
+        with translated("get_run"):
+            active_id, record, owner, epoch = await self._redis.hmget(
+                self._keys.state, ["run_id", "record", "owner", "epoch"]
             )
-            if _text(active_id) == run_id and record is not None:
-                return _parse_record(record, owner or "")
+            if text(active_id) == run_id and record is not None:
+                return _parse_record(record, owner or "", epoch)
             # A record trimmed off the history outlives its index entry until its TTL.
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.get(self._run_key(run_id))
-                pipe.lpos(self._history_key, run_id)
+                pipe.get(self._keys.run(run_id))
+                pipe.lpos(self._keys.history, run_id)
                 finished, position = await pipe.execute()
         return None if finished is None or position is None else _parse_record(finished)
 
-    async def update(self, run: RunRecord) -> bool:
-        """Replace the active run's record, keeping its owner (the lock holder's token)."""
-        with _translated("update"):
-            applied = await self._update(
-                keys=[self._state_key], args=[run.run_id, run.model_dump_json()]
+    async def update(self, run: RunRecord) -> None:
+        with translated("update"):
+            reply = await self._update(
+                keys=[self._keys.state], args=[run.run_id, run.epoch, run.model_dump_json()]
             )
-        return bool(applied)
+        _fenced(reply, run.run_id)
 
-    async def finish(self, run: RunRecord) -> bool:
+    async def finish(self, run: RunRecord, events: Sequence[RunEvent], *, floor: int = 0) -> int:
         ttl_ms = self._record_ttl_ms
         if run.finished_at is not None:
             age_ms = (utcnow() - run.finished_at).total_seconds() * 1000
             ttl_ms = max(0, int(ttl_ms - max(0.0, age_ms)))
-        keys = [
-            self._state_key,
-            self._lock_key,
-            self._logs_key(run.run_id),
-            self._run_key(run.run_id),
-            self._history_key,
-            self._op_key(),
-        ]
-        args: list[_Arg] = [run.run_id, run.model_dump_json(), ttl_ms, self._history_limit]
-        args += [self._record_ttl_ms, OP_MARKER_MS]
-        with _translated("finish"):
-            applied = await self._finish(keys=keys, args=args)
-        return bool(applied)
+        k, run_id = self._keys, run.run_id
+        keys = [k.state, k.lock, k.run(run_id), k.history, k.op(secrets.token_hex(8))]
+        keys += [k.events(run_id), k.events_size(run_id), k.runs]
+        args: list[_Arg] = [run_id, run.epoch, run.model_dump_json(), ttl_ms, self._history_limit]
+        args += [self._record_ttl_ms, OP_MARKER_MS, floor, MAX_ENTRIES_PER_RUN, MAX_BYTES_PER_RUN]
+        args.append(MAX_MARKERS)
+        args += [event.model_dump_json() for event in events]
+        with translated("finish"):
+            reply = await self._finish(keys=keys, args=args)
+        return int(_fenced(reply, run_id))
 
     async def history(self, limit: int) -> list[RunRecord]:
         if limit <= 0:
             return []
-        with _translated("history"):
-            run_ids = await self._redis.lrange(self._history_key, 0, self._history_limit - 1)
+        with translated("history"):
+            run_ids = await self._redis.lrange(self._keys.history, 0, self._history_limit - 1)
             if not run_ids:
                 return []
             # Ids whose record expired are skipped; the list itself is trimmed by `finish`.
-            raws = await self._redis.mget([self._run_key(_text(i) or "") for i in run_ids])
+            raws = await self._redis.mget([self._keys.run(text(i) or "") for i in run_ids])
         return [_parse_record(raw) for raw in raws if raw is not None][:limit]
-
-    # --- recent logs ----------------------------------------------------------------------
-
-    async def append_logs(self, run_id: str, lines: Sequence[LogLine]) -> None:
-        if not lines:
-            return
-        # Only the last 200 can survive the trim; sending no more also keeps `unpack` small.
-        payload = [line.model_dump_json() for line in lines[-RECENT_LOG_LINES:]]
-        keys = [self._state_key, self._logs_key(run_id)]
-        args: list[_Arg] = [run_id, RECENT_LOG_LINES, self._state_ttl_ms, *payload]
-        with _translated("append_logs"):
-            await self._append_logs(keys=keys, args=args)
-
-    async def recent_logs(self, run_id: str) -> list[LogLine]:
-        with _translated("recent_logs"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hget(self._state_key, "run_id")
-                pipe.lrange(self._logs_key(run_id), 0, -1)
-                active_id, raws = await pipe.execute()
-        if _text(active_id) != run_id:
-            return []
-        return [LogLine.model_validate_json(raw) for raw in raws]
 
     # --- the lease ------------------------------------------------------------------------
 
-    async def renew(self, run_id: str) -> bool:
-        """Extend the lease (and the run's state) by one `lease_seconds`; one round trip.
+    async def renew(self, run_id: str, epoch: int) -> None:
+        """Extend the lease (and the run's state and event log) by one lease; one round trip.
+        The epoch holder may re-take its own lapsed lock while nobody claimed the run."""
+        k = self._keys
+        keys = [k.lock, k.state, k.events(run_id), k.events_size(run_id)]
+        args: list[_Arg] = [self.owner_id, run_id, epoch, self._lease_ms, self._state_ttl_ms]
+        with translated("renew"):
+            reply = await self._renew(keys=keys, args=args)
+        _fenced(reply, run_id)
 
-        False when this owner no longer holds `run_id`: it finished, another replica claimed
-        it after the lease ran out, or Redis lost it (a restart without persistence).
-        """
-        keys = [self._lock_key, self._state_key, self._logs_key(run_id)]
-        with _translated("renew"):
-            renewed = await self._renew(
-                keys=keys, args=[self.owner_id, run_id, self._lease_ms, self._state_ttl_ms]
-            )
-        return bool(renewed)
-
-    async def release(self, run_id: str) -> bool:
-        """Give up the lock of `run_id` without finishing it, if this owner holds it.
-
-        The run stays active and ownerless, so another replica's `claim_orphan` takes it over
-        at once instead of after the lease (a hand-over on graceful shutdown). A non-owner's
-        call changes nothing and returns False.
-        """
-        with _translated("release"):
+    async def release(self, run_id: str, epoch: int) -> bool:
+        """Give up the lock of `run_id` without finishing it, if lease `epoch` holds it; the run
+        stays active and ownerless, so another replica's `claim_orphan` takes it over at once."""
+        with translated("release"):
             released = await self._release(
-                keys=[self._lock_key, self._state_key], args=[self.owner_id, run_id]
+                keys=[self._keys.lock, self._keys.state], args=[self.owner_id, run_id, epoch]
             )
         return bool(released)
 
     async def claim_orphan(self) -> RunRecord | None:
-        keys = [self._lock_key, self._state_key, self._op_key()]
+        k = self._keys
+        keys = [k.lock, k.state, k.op(secrets.token_hex(8)), k.epoch]
         args: list[_Arg] = [self.owner_id, self._lease_ms, self._state_ttl_ms, OP_MARKER_MS]
-        with _translated("claim_orphan"):
-            record = await self._claim(keys=keys, args=args)
-        if record is None:
+        args.append(LONG_TTL_MS)
+        with translated("claim_orphan"):
+            reply = await self._claim(keys=keys, args=args)
+        if reply is None:
             return None
-        claimed = _parse_record(record, self.owner_id)
+        claimed = _parse_record(reply[0], self.owner_id, reply[1])
         logger.info("claimed run %s, whose owner stopped renewing its lease", claimed.run_id)
         return claimed
-
-    # --- relay ----------------------------------------------------------------------------
-
-    async def publish(self, message: RelayMessage) -> None:
-        with _translated("publish"):
-            await self._redis.publish(self._channel, message.model_dump_json())
-
-    async def subscribe(self) -> AsyncIterator[RelayMessage]:
-        """Yield every relayed message until the iterating task is cancelled.
-
-        Never ends on its own: a lost connection is logged as a warning and re-established
-        with capped exponential backoff. Messages published while it is down are lost (Redis
-        pub/sub keeps nothing); a fresh snapshot is the consumer's way to catch up.
-        """
-        delay = RELAY_BACKOFF_MIN_SECONDS
-        failures = 0
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                if failures:
-                    logger.info("relay subscription to %s restored", self._channel)
-                failures, delay = 0, RELAY_BACKOFF_MIN_SECONDS
-                async with aclosing(self._messages(pubsub)) as messages:
-                    async for message in messages:
-                        yield message
-            except (RedisError, OSError) as exc:
-                failures += 1
-                # Warn at once, then about once a minute while Redis stays away.
-                level = logging.WARNING if failures % RELAY_WARN_EVERY == 1 else logging.DEBUG
-                logger.log(
-                    level,
-                    "relay subscription to %s lost (%s); reconnecting in %.1f s (attempt %d)",
-                    self._channel,
-                    _describe(exc),
-                    delay,
-                    failures,
-                )
-            finally:
-                with suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped upstream
-            # A backoff between reconnection attempts: there is no event to await instead.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RELAY_BACKOFF_MAX_SECONDS)
-
-    async def _messages(self, pubsub: PubSub) -> AsyncGenerator[RelayMessage, None]:
-        """Messages of one subscribed connection; raises `ConnectionError` when it goes dead.
-
-        A silent connection is probed with PING after `RELAY_PING_AFTER_SECONDS`: a half-open
-        TCP connection (a vanished node) raises nothing by itself.
-        """
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        probed = False
-        while True:
-            raw: dict[str, Any] | None = await pubsub.get_message(
-                ignore_subscribe_messages=True, timeout=RELAY_POLL_SECONDS
-            )
-            now = loop.time()
-            if raw is None:
-                if now - heard > RELAY_DEAD_AFTER_SECONDS:
-                    raise RedisConnectionError("no answer to PING on the relay connection")
-                if now - heard > RELAY_PING_AFTER_SECONDS and not probed:
-                    await pubsub.ping(_RELAY_PING)
-                    probed = True
-                continue
-            heard, probed = now, False
-            if raw.get("type") != "message":
-                continue
-            try:
-                yield RelayMessage.model_validate_json(raw["data"])
-            except ValidationError:
-                logger.warning("dropped an unreadable relay message on %s", self._channel)
 
     # --- service --------------------------------------------------------------------------
 
@@ -389,46 +286,10 @@ class RedisStateStore:
         except TimeoutError:
             return CheckResult(ok=False, detail=f"redis: no answer in {CHECK_TIMEOUT_SECONDS} s")
         except (RedisError, OSError) as exc:
-            return CheckResult(ok=False, detail=f"redis: {_describe(exc)}")
+            return CheckResult(ok=False, detail=f"redis: {describe(exc)}")
         return CheckResult(ok=True, detail="redis")
 
     async def close(self) -> None:
-        """Close the client and its connection pool; subscribers must be cancelled first."""
+        """Close the client and its connection pool; readers must be cancelled first."""
         with suppress(RedisError, OSError):
             await self._redis.aclose()
-
-    # --- keys -----------------------------------------------------------------------------
-
-    def _logs_key(self, run_id: str) -> str:
-        return f"{self._prefix}logs:{run_id}"
-
-    def _run_key(self, run_id: str) -> str:
-        return f"{self._prefix}run:{run_id}"
-
-    def _op_key(self) -> str:
-        return f"{self._prefix}op:{secrets.token_hex(8)}"
-
-
-class RedisRateLimiter:
-    """`RateLimiter` whose windows live in Redis, so every replica spends one budget.
-
-    Fails open: while Redis is unreachable requests are not limited (the run lock still is).
-    """
-
-    def __init__(self, *, redis: redis.asyncio.Redis, prefix: str) -> None:
-        self._prefix = f"{prefix}rate:"
-        self._hit = redis.register_script(redis_scripts.RATE_HIT)
-
-    async def hit(self, bucket: str, client: str, *, limit: int, window: float) -> float | None:
-        if limit <= 0:
-            return None
-        window_ms = max(1, int(window * 1000))
-        try:
-            with _translated("rate limit"):
-                hits, ttl_ms = await self._hit(
-                    keys=[f"{self._prefix}{bucket}:{client}"], args=[window_ms]
-                )
-        except StoreUnavailableError as exc:
-            logger.warning("rate limit not enforced, Redis unavailable: %s", exc)
-            return None
-        return None if int(hits) <= limit else int(ttl_ms) / 1000

@@ -1,9 +1,12 @@
-"""Follows one run: consumes its executor events, keeps the store current, publishes events.
+"""Follows one run: turns its executor events into run events and hands them to its writer.
 
-A `RunSession` is the single writer of its run. Every write is compare-and-set on the run id,
-so once the run is no longer the active one (finished elsewhere, or declared lost after its
-lease ran out) the session stops and cancels what is left of the run instead of touching a
-newer run.
+A `RunSession` is the single producer of its run's events on this replica: it consumes the
+executor's events, coalesces progress and log lines, keeps the run's record current and hands
+everything, in order, to its `RunWriter` — the one place that appends to the run's event log.
+The session never dies of a store outage (the writer rides it out); it stops when the run ends
+or when the writer learns that the run's lease was taken over. Stopping to follow a run is the
+executor's business: a local run is killed with its follower, a Kubernetes Job goes on (and is
+never touched by a replica that lost the run).
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from nextflow_k8s_service.errors import StoreUnavailableError
 from nextflow_k8s_service.executors.base import (
     Executor,
     ExecutorEvent,
@@ -27,34 +28,29 @@ from nextflow_k8s_service.executors.base import (
 from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.models import (
     FrameType,
-    RelayMessage,
+    RunEvent,
     RunRecord,
     RunStatus,
     TaskRecord,
     TaskState,
     utcnow,
 )
+from nextflow_k8s_service.services.event_log import EventLog
 from nextflow_k8s_service.services.log_streamer import LogStreamer
 from nextflow_k8s_service.services.progress import ProgressTracker
 from nextflow_k8s_service.services.reports import read_report, summarize
+from nextflow_k8s_service.services.run_writer import RunWriter
 from nextflow_k8s_service.services.state_store import StateStore
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 PROGRESS_INTERVAL = 0.1  # seconds: progress frames are coalesced to at most 10 a second
-STORE_RETRY_SECONDS = 30.0  # how long a store outage is ridden out before the run is given up
-
-
-class RunSupersededError(Exception):
-    """The run is no longer the store's active run; its session must stop writing."""
 
 
 class RunSession:
     """The consumer of one run's events. `run()` returns the final record, or None when the
-    run was superseded (someone else finished it). Cancelling the task running `run()` stops
-    following the run without finishing it (shutdown in Kubernetes mode: the Job carries on)."""
+    run was lost (another replica holds it now, or finished it). Cancelling the task running
+    `run()` stops following the run without finishing it (shutdown in Kubernetes mode)."""
 
     def __init__(
         self,
@@ -62,19 +58,25 @@ class RunSession:
         record: RunRecord,
         executor: Executor,
         store: StateStore,
+        events: EventLog,
         metrics: Metrics,
         results_root: Path,
+        renew_every: float,
+        floor: int = 0,
         log_interval: float = 0.1,
     ) -> None:
         self.record = record
         self._executor = executor
-        self._store = store
         self._metrics = metrics
         self._results_root = results_root
+        self.writer = RunWriter(
+            record=record, store=store, events=events, renew_every=renew_every, floor=floor
+        )
         self._tracker = ProgressTracker(record.batch_count, record.progress)
         self._logs = LogStreamer(interval=log_interval)
         self._progress_dirty = False
         self._progress_sent_at = 0.0
+        self._finishing = False
         self._timed: set[str] = set()
         self.cancel_message: str | None = None
 
@@ -82,35 +84,63 @@ class RunSession:
     def run_id(self) -> str:
         return self.record.run_id
 
-    async def announce(self) -> None:
+    def announce(self) -> None:
         """Tell every watcher that the run exists (status `queued`), before it is started."""
-        await self._emit("status", {"status": self.record.status.value, "message": None})
+        self._emit("status", {"status": self.record.status.value, "message": None})
 
-    async def fail_start(self, message: str) -> None:
+    async def fail_start(self, message: str) -> RunRecord | None:
         """The executor could not start the run: show the error and finish it `failed`."""
-        await self._emit("error", {"stage": "start", "message": message})
-        await self.finish_now(RunStatus.FAILED, message)
+        self._emit("error", {"stage": "start", "message": message})
+        return await self.finish_now(RunStatus.FAILED, message)
 
     async def finish_now(self, status: RunStatus, message: str | None) -> RunRecord | None:
-        """Finish the run without (further) executor events; None if it was not active."""
-        try:
-            return await self._finish(status, message)
-        except RunSupersededError:
-            return None
+        """Finish the run without (further) executor events; None if the run was lost."""
+        await self._finish(status, message)
+        return await self._write_out()
 
     async def run(self) -> RunRecord | None:
         queue: asyncio.Queue[ExecutorEvent | None] = asyncio.Queue()
         pump = asyncio.create_task(self._pump(queue), name=f"executor-events-{self.run_id}")
+        consume = asyncio.create_task(self._consume(queue), name=f"consume-{self.run_id}")
         try:
-            return await self._consume(queue)
-        except RunSupersededError:
-            logger.warning("run %s is no longer the active run; stopping it", self.run_id)
-            await self._executor.cancel(self.run_id)
-            return None
+            return await self._write_out(consume)
         finally:
-            pump.cancel()
+            for task in (consume, pump):
+                task.cancel()
+            for task in (consume, pump):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _write_out(self, producer: asyncio.Task[None] | None = None) -> RunRecord | None:
+        """Run the writer until the finish is stored (the final record) or the run is lost
+        (None); a producer that fails ends the writing with its exception."""
+        writer = asyncio.create_task(self.writer.run(), name=f"writer-{self.run_id}")
+        try:
+            waiting: set[asyncio.Task[None]] = {writer}
+            if producer is not None:
+                waiting.add(producer)
+            while True:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if writer in done:
+                    writer.result()
+                    break
+                if producer is not None and producer in done:
+                    producer.result()
+                    waiting.discard(producer)
+        finally:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await pump
+                await writer
+        if self.writer.lost.is_set():
+            logger.warning("run %s is no longer this replica's; stopped following it", self.run_id)
+            return None
+        self._metrics.runs_finished.labels(self.record.status.value).inc()
+        if self.record.duration_seconds is not None:
+            self._metrics.run_duration.labels(self.record.status.value).observe(
+                self.record.duration_seconds
+            )
+        logger.info("run %s finished: %s", self.run_id, self.record.status.value)
+        return self.record
 
     async def _pump(self, queue: asyncio.Queue[ExecutorEvent | None]) -> None:
         try:
@@ -119,7 +149,7 @@ class RunSession:
         finally:
             queue.put_nowait(None)
 
-    async def _consume(self, queue: asyncio.Queue[ExecutorEvent | None]) -> RunRecord | None:
+    async def _consume(self, queue: asyncio.Queue[ExecutorEvent | None]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             timeout = self._next_flush_in(loop.time())
@@ -132,28 +162,28 @@ class RunSession:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise asyncio.CancelledError from None
-                await self._flush(loop.time())
+                self._flush(loop.time())
                 continue
             if event is None:
-                return await self._finish(
-                    RunStatus.UNKNOWN, "the executor stopped reporting on the run"
-                )
+                await self._finish(RunStatus.UNKNOWN, "the executor stopped reporting on the run")
+                return
             if isinstance(event, LogEmitted):
                 self._logs.add(event)
                 if self._logs.full():
-                    await self._flush_logs()
+                    self._flush_logs()
             elif isinstance(event, TaskChanged):
                 if event.state is TaskState.CANCELLED and self.cancel_message:
                     # Why the run stopped (a request, a shutdown) is known here, not below.
                     event = dataclasses.replace(event, reason=self.cancel_message)
-                await self._task_changed(self._tracker.apply(event))
+                self._task_changed(self._tracker.apply(event))
             elif isinstance(event, StatusChanged):
                 if event.status.terminal:
-                    return await self._finish(event.status, event.message)
-                await self._flush(loop.time(), force=True)
-                await self._set_status(event.status, event.message)
+                    await self._finish(event.status, event.message)
+                    return
+                self._flush(loop.time(), force=True)
+                self._set_status(event.status, event.message)
 
-    async def _task_changed(self, record: TaskRecord | None) -> None:
+    def _task_changed(self, record: TaskRecord | None) -> None:
         """One task moved: a `task` frame now, progress (coalesced) soon, its duration timed."""
         if record is None:
             return
@@ -163,7 +193,7 @@ class RunSession:
         if record.state.terminal and duration is not None and record.name not in self._timed:
             self._timed.add(record.name)
             self._metrics.task_duration.labels(record.process, record.state.value).observe(duration)
-        await self._emit("task", record.model_dump(mode="json"))
+        self._emit("task", record.model_dump(mode="json"))
 
     def _next_flush_in(self, now: float) -> float | None:
         waits = []
@@ -174,43 +204,45 @@ class RunSession:
             waits.append(max(0.0, self._progress_sent_at + PROGRESS_INTERVAL - now))
         return min(waits) if waits else None
 
-    async def _flush(self, now: float, *, force: bool = False) -> None:
+    def _flush(self, now: float, *, force: bool = False) -> None:
         if force or self._logs.seconds_until_due() == 0.0:
-            await self._flush_logs()
+            self._flush_logs()
         if self._progress_dirty and (force or now >= self._progress_sent_at + PROGRESS_INTERVAL):
-            await self._send_progress(now)
+            self._send_progress(now)
 
-    async def _flush_logs(self) -> None:
+    def _flush_logs(self) -> None:
         for lines in self._logs.take():
-            await self._retry(self._store.append_logs, self.run_id, lines)
-            await self._emit("log", {"lines": [line.model_dump(mode="json") for line in lines]})
+            self._emit("log", {"lines": [line.model_dump(mode="json") for line in lines]})
 
-    async def _send_progress(self, now: float) -> None:
+    def _send_progress(self, now: float) -> None:
         self._progress_dirty = False
         self._progress_sent_at = now
         self.record.progress = self._tracker.progress()
-        await self._write()
+        self.writer.save()
         # The task records travel as `task` frames; repeating all of them ten times a second
         # to every client would multiply the stream's volume for nothing.
         progress = self.record.progress.model_dump(mode="json", exclude={"task_records"})
-        await self._emit("progress", progress)
+        self._emit("progress", progress)
 
-    async def _set_status(self, status: RunStatus, message: str | None) -> None:
+    def _set_status(self, status: RunStatus, message: str | None) -> None:
         if status == self.record.status and message == self.record.message:
             return
         self.record.status = status
         self.record.message = message
-        await self._write()
-        await self._emit("status", {"status": status.value, "message": message})
+        self.writer.save()
+        self._emit("status", {"status": status.value, "message": message})
 
-    async def _finish(self, status: RunStatus, message: str | None) -> RunRecord | None:
-        loop = asyncio.get_running_loop()
+    async def _finish(self, status: RunStatus, message: str | None) -> None:
+        """Queue the finish: the record (terminal), its last `status` and its one `complete`."""
+        if self._finishing:
+            return
+        self._finishing = True
         if status == RunStatus.CANCELLED and self.cancel_message:
             message = self.cancel_message
         if status == RunStatus.CANCELLED:
             for record in self._tracker.stop_unfinished(message or "cancelled"):
-                await self._task_changed(record)
-        await self._flush(loop.time(), force=True)
+                self._task_changed(record)
+        self._flush(asyncio.get_running_loop().time(), force=True)
         report = None
         if status == RunStatus.SUCCEEDED:
             loaded = await read_report(self._results_root, self.run_id)
@@ -219,70 +251,20 @@ class RunSession:
         self.record.message = message
         self.record.finished_at = utcnow()
         self.record.progress = self._tracker.progress()
-        # The record is stored as finished (compare-and-set) before anyone is told, so a
-        # client that reacts to `complete` by asking for the status sees the final state.
-        if not await self._store_finished():
-            raise RunSupersededError
-        self._metrics.runs_finished.labels(status.value).inc()
-        if self.record.duration_seconds is not None:
-            self._metrics.run_duration.labels(status.value).observe(self.record.duration_seconds)
-        await self._emit("status", {"status": status.value, "message": message})
-        await self._emit(
-            "complete",
-            {
-                "status": status.value,
-                "duration_seconds": self.record.duration_seconds,
-                "report": report,
-            },
+        complete = {
+            "status": status.value,
+            "duration_seconds": self.record.duration_seconds,
+            "report": report,
+        }
+        self.writer.finish(
+            [
+                self._event("status", {"status": status.value, "message": message}),
+                self._event("complete", complete),
+            ]
         )
-        logger.info("run %s finished: %s", self.run_id, status.value)
-        return self.record
 
-    async def _store_finished(self) -> bool:
-        if await self._retry(self._store.finish, self.record):
-            return True
-        return await self.reclaim() and await self._retry(self._store.finish, self.record)
+    def _emit(self, type_: FrameType, data: dict[str, Any]) -> None:
+        self.writer.emit(self._event(type_, data))
 
-    async def _write(self) -> None:
-        if await self._retry(self._store.update, self.record):
-            return
-        if not await self.reclaim():
-            raise RunSupersededError
-
-    async def reclaim(self) -> bool:
-        """The store no longer has this run as active. If it does not know the run at all, it
-        lost its data (a Redis restart without persistence): make the run active again and
-        go on. If it knows the run (finished by another replica), the run is superseded."""
-        if await self._retry(self._store.get_run, self.run_id) is not None:
-            return False
-        result = await self._retry(self._store.acquire, self.record)
-        if result.acquired:
-            logger.warning("the state store had lost run %s; re-established it", self.run_id)
-        return result.acquired
-
-    async def _emit(self, type_: FrameType, data: dict[str, Any]) -> None:
-        self.record.event_seq += 1
-        message = RelayMessage(
-            kind="event",
-            run_id=self.run_id,
-            origin=self._store.owner_id,
-            event_seq=self.record.event_seq,
-            type=type_,
-            data=data,
-            run=self.record.detail(),
-        )
-        await self._retry(self._store.publish, message)
-
-    async def _retry(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Ride out a store outage with capped backoff; give up after `STORE_RETRY_SECONDS`."""
-        delay = 0.1
-        deadline = asyncio.get_running_loop().time() + STORE_RETRY_SECONDS
-        while True:
-            try:
-                return await call(*args)
-            except StoreUnavailableError as exc:
-                if asyncio.get_running_loop().time() + delay > deadline:
-                    raise
-                logger.warning("store unavailable for run %s (%s); retrying", self.run_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+    def _event(self, type_: FrameType, data: dict[str, Any]) -> RunEvent:
+        return RunEvent(type=type_, run_id=self.run_id, data=data, run=self.record.detail())

@@ -35,10 +35,21 @@ class Frame:
 
     @classmethod
     def build(
-        cls, type_: str, run_id: str | None, timestamp: datetime, data: dict[str, Any]
+        cls,
+        type_: str,
+        run_id: str | None,
+        timestamp: datetime,
+        data: dict[str, Any],
+        event_id: int | None = None,
     ) -> Frame:
+        """`event_id`: the id of the run's event-log entry the frame shows (of the last one a
+        snapshot reflects), the same for every client; sent as `id` when given."""
+        members: dict[str, Any] = {"type": type_, "run_id": run_id}
+        if event_id is not None:
+            members["id"] = event_id
+        members |= {"timestamp": timestamp.isoformat(), "data": data}
         encoded = json.dumps(
-            {"type": type_, "run_id": run_id, "timestamp": timestamp.isoformat(), "data": data},
+            members,
             separators=(",", ":"),
             ensure_ascii=False,
             default=str,

@@ -59,3 +59,15 @@ class TaskSupervisor:
             logger.error(
                 "%s: task %s did not stop within %.0fs", self._name, task.get_name(), grace
             )
+
+
+def raise_if_cancelling() -> None:
+    """Raise `CancelledError` if the current task was asked to cancel.
+
+    For loops around client libraries that may swallow a cancellation landing inside one of
+    their calls (redis-py 8's asyncio client does, now and then): checking at the top of each
+    iteration keeps such a loop cancellable all the same.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

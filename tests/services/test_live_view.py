@@ -1,11 +1,13 @@
-"""The live view: snapshots, ordering and stale events."""
+"""The live view: snapshots from the event log, ordering by id, and stale entries."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
-from nextflow_k8s_service.models import RelayMessage, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.services.event_log import LogEntry
 from nextflow_k8s_service.services.live_view import LiveView
 
 
@@ -13,41 +15,36 @@ def _run(run_id: str, **changes: Any) -> RunRecord:
     return RunRecord(run_id=run_id, batch_count=2, executor="local", **changes)
 
 
-def _event(
-    run: RunRecord, seq: int, type_: Any, data: dict[str, Any], origin: str = "replica-a"
-) -> RelayMessage:
-    return RelayMessage(
-        kind="event",
-        run_id=run.run_id,
-        origin=origin,
-        event_seq=seq,
-        type=type_,
-        data=data,
-        run=run.detail(),
-    )
+def _entry(run: RunRecord, entry_id: int, type_: Any, data: dict[str, Any]) -> LogEntry:
+    event = RunEvent(type=type_, run_id=run.run_id, data=data, run=run.detail())
+    return LogEntry(id=entry_id, event=event)
 
 
 def _log(source: str, message: str) -> dict[str, Any]:
     return {"timestamp": utcnow().isoformat(), "source": source, "message": message}
 
 
-def test_events_build_the_snapshot_and_duplicates_are_dropped() -> None:
+def test_entries_build_the_snapshot_and_duplicates_are_dropped() -> None:
     view = LiveView()
     run = _run("r000000000001", status=RunStatus.RUNNING)
-    assert view.apply(_event(run, 1, "status", {"status": "running"})) is not None
-    assert view.apply(_event(run, 2, "log", {"lines": [_log("controller", "hi")]})) is not None
-    assert view.apply(_event(run, 2, "log", {"lines": [_log("controller", "hi")]})) is None
-    snapshot = view.snapshot()
-    assert snapshot.type == "snapshot" and snapshot.run_id == run.run_id
-    assert '"active":true' in snapshot.body and '"message":"hi"' in snapshot.body
+    frame = view.apply(_entry(run, 1, "status", {"status": "running"}))
+    assert frame is not None and json.loads(frame.encode(1))["id"] == 1
+    assert view.apply(_entry(run, 2, "log", {"lines": [_log("controller", "hi")]})) is not None
+    assert view.apply(_entry(run, 2, "log", {"lines": [_log("controller", "hi")]})) is None
+    assert view.apply(_entry(run, 1, "status", {"status": "running"})) is None
+    snapshot = json.loads(view.snapshot().encode(1))
+    assert snapshot["type"] == "snapshot" and snapshot["run_id"] == run.run_id
+    assert snapshot["id"] == 2, "a snapshot names the last entry it reflects"
+    assert snapshot["data"]["active"] is True
+    assert [line["message"] for line in snapshot["data"]["logs"]] == ["hi"]
 
 
-def test_a_late_event_of_an_older_run_never_replaces_the_newer_one() -> None:
+def test_a_late_entry_of_an_older_run_never_replaces_the_newer_one() -> None:
     view = LiveView()
     old = _run("r000000000001", started_at=utcnow() - timedelta(seconds=5))
     new = _run("r000000000002", status=RunStatus.RUNNING)
-    view.apply(_event(new, 1, "status", {"status": "running"}))
-    assert view.apply(_event(old, 9, "log", {"lines": [_log("REPORT", "late")]})) is None
+    view.apply(_entry(new, 1, "status", {"status": "running"}))
+    assert view.apply(_entry(old, 9, "log", {"lines": [_log("REPORT", "late")]})) is None
     assert view.run is not None and view.run.run_id == new.run_id
     assert list(view.logs) == []
 
@@ -55,27 +52,32 @@ def test_a_late_event_of_an_older_run_never_replaces_the_newer_one() -> None:
 def test_complete_ends_the_run_and_nothing_after_it_counts() -> None:
     view = LiveView()
     run = _run("r000000000001", status=RunStatus.SUCCEEDED)
-    view.apply(_event(run, 1, "status", {"status": "succeeded"}))
-    assert view.apply(_event(run, 2, "complete", {"status": "succeeded"})) is not None
+    view.apply(_entry(run, 1, "status", {"status": "succeeded"}))
+    assert view.apply(_entry(run, 2, "complete", {"status": "succeeded"})) is not None
     assert view.active is False
-    assert view.apply(_event(run, 3, "log", {"lines": [_log("REPORT", "after")]})) is None
+    assert view.apply(_entry(run, 3, "log", {"lines": [_log("REPORT", "after")]})) is None
 
 
-def test_seeding_keeps_newer_relayed_state() -> None:
+def test_seeding_replays_the_log_and_takes_the_store_s_record() -> None:
     view = LiveView()
     run = _run("r000000000001", status=RunStatus.RUNNING)
-    view.apply(_event(run, 5, "status", {"status": "running"}))
-    view.seed(run.model_copy(update={"event_seq": 3, "owner": "replica-a"}), [], active=True)
-    assert view.apply(_event(run, 5, "status", {"status": "running"})) is None
+    entries = [
+        _entry(run, 4, "status", {"status": "running"}),
+        _entry(run, 5, "log", {"lines": [_log("controller", "one"), _log("controller", "two")]}),
+    ]
+    view.seed(run.model_copy(update={"message": "from the store"}), entries, active=True)
+    assert view.last_id == 5 and [line.message for line in view.logs] == ["one", "two"]
+    assert view.run is not None and view.run.message == "from the store" and view.active
+    assert view.apply(entries[1]) is None, "an entry the seed covered was applied again"
+    assert view.apply(_entry(run, 6, "progress", {})) is not None
     view.seed(None, [], active=False)
-    assert view.run is None and view.active is False
+    assert view.run is None and view.active is False and view.last_id == 0
 
 
-def test_a_replica_taking_a_run_over_starts_its_own_sequence() -> None:
+def test_a_new_run_starts_its_ids_afresh() -> None:
     view = LiveView()
-    run = _run("r000000000001", status=RunStatus.RUNNING)
-    view.apply(_event(run, 40, "log", {"lines": [_log("controller", "on a")]}))
-    taken = run.model_copy(update={"status": RunStatus.UNKNOWN})
-    assert view.apply(_event(taken, 12, "status", {"status": "unknown"}, "replica-b")) is not None
-    assert view.apply(_event(taken, 13, "complete", {"status": "unknown"}, "replica-b"))
-    assert view.active is False
+    first = _run("r000000000001", status=RunStatus.SUCCEEDED)
+    view.apply(_entry(first, 40, "complete", {"status": "succeeded"}))
+    second = _run("r000000000002", started_at=utcnow() + timedelta(seconds=1))
+    assert view.apply(_entry(second, 1, "status", {"status": "queued"})) is not None
+    assert view.active is True and view.last_id == 1

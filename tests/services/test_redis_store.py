@@ -1,24 +1,26 @@
-"""What only the Redis store has: owner tokens, leases, orphans, TTLs, outages of Redis."""
+"""What only the Redis store has: owner tokens, leases and epochs, orphans, TTLs, generations,
+outages of Redis."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio
 
-from nextflow_k8s_service.errors import StoreUnavailableError
-from nextflow_k8s_service.models import LogLine, RelayMessage, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.errors import LeaseLostError, StartsPausedError, StoreUnavailableError
+from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.services.event_log import Cursor
+from nextflow_k8s_service.services.redis_event_log import RedisEventLog
 from nextflow_k8s_service.services.redis_store import RedisStateStore
 from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
-    from tests.services.conftest import RedisStoreFactory, Relay
+    from tests.services.conftest import RedisStoreFactory
 
 pytestmark = pytest.mark.redis
 
@@ -73,37 +75,43 @@ async def test_release_and_renew_by_a_non_owner_do_nothing(
     lock = f"{redis_prefix}active-run"
     await redis_client.pexpire(lock, 20_000)
 
-    assert not await other.release(run.run_id)
-    assert not await other.renew(run.run_id)
-    assert not await owner.release(new_run().run_id), "released under another run id"
+    assert not await other.release(run.run_id, run.epoch)
+    with pytest.raises(LeaseLostError):
+        await other.renew(run.run_id, run.epoch)
+    assert not await owner.release(new_run().run_id, run.epoch), "released another run id"
+    assert not await owner.release(run.run_id, run.epoch + 1), "released under another epoch"
 
     assert await redis_client.get(lock) == owner.owner_id
     assert 0 < await redis_client.pttl(lock) <= 20_000, "a non-owner renewed the lease"
     assert await other.claim_orphan() is None
-    assert await owner.renew(run.run_id)
+    await owner.renew(run.run_id, run.epoch)
     assert await redis_client.pttl(lock) > 20_000
 
 
-async def test_a_released_run_is_handed_over_at_once(
+async def test_a_released_run_is_handed_over_at_once_under_a_new_epoch(
     make_redis_store: RedisStoreFactory,
 ) -> None:
     owner, other = make_redis_store(), make_redis_store()
     run = (await owner.acquire(new_run())).run
 
-    assert await owner.release(run.run_id)
+    assert await owner.release(run.run_id, run.epoch)
 
-    assert not await owner.renew(run.run_id), "renewed a lease it gave up"
     assert not (await other.acquire(new_run())).acquired, "the released run is still active"
     claimed = await other.claim_orphan()
     assert claimed is not None
     assert (claimed.run_id, claimed.owner) == (run.run_id, other.owner_id)
+    assert claimed.epoch > run.epoch
+    with pytest.raises(LeaseLostError) as refused:
+        await owner.renew(run.run_id, run.epoch)
+    assert not refused.value.data_lost
 
 
-async def test_an_owner_that_stops_renewing_loses_its_run_to_a_claimer(
+async def test_an_owner_that_stops_renewing_loses_its_run_and_every_write(
     make_redis_store: RedisStoreFactory, redis_client: redis.asyncio.Redis, redis_prefix: str
 ) -> None:
     dead = make_redis_store(lease_seconds=1.0)
     alive = make_redis_store(lease_seconds=1.0)
+    dead_log = RedisEventLog(redis=dead.client, prefix=redis_prefix, lease_seconds=1.0)
     run = (await dead.acquire(new_run())).run
     acquired_at = time.monotonic()
     assert await alive.claim_orphan() is None, "claimed a run whose lease is live"
@@ -122,15 +130,25 @@ async def test_an_owner_that_stops_renewing_loses_its_run_to_a_claimer(
     assert (claimed[0].run_id, claimed[0].owner) == (run.run_id, alive.owner_id)
     assert await redis_client.get(f"{redis_prefix}active-run") == alive.owner_id
     assert (await alive.get_active()) == claimed[0]
-    assert not await dead.renew(run.run_id), "the dead owner got its run back"
-    assert await alive.renew(run.run_id)
+    stale_writes: list[Callable[[], Awaitable[object]]] = [
+        lambda: dead.renew(run.run_id, run.epoch),
+        lambda: dead.update(run),
+        lambda: dead.finish(finished(run), []),
+        lambda: dead_log.append(run.run_id, [status(run)], epoch=run.epoch),
+    ]
+    for write in stale_writes:
+        with pytest.raises(LeaseLostError) as refused:
+            await write()
+        assert not refused.value.data_lost
+    await alive.renew(run.run_id, claimed[0].epoch)
     assert await alive.claim_orphan() is None, "claimed twice"
+    assert await dead_log.read(run.run_id) == []
 
-    refused = await dead.acquire(new_run())
-    assert not refused.acquired
-    assert refused.run.run_id == run.run_id
+    refused_start = await dead.acquire(new_run())
+    assert not refused_start.acquired
+    assert refused_start.run.run_id == run.run_id
 
-    assert await alive.finish(finished(claimed[0], RunStatus.UNKNOWN))
+    await alive.finish(finished(claimed[0], RunStatus.UNKNOWN), [status(run)])
     assert (await dead.acquire(new_run())).acquired
 
 
@@ -141,7 +159,7 @@ async def test_an_owner_that_renews_keeps_its_run(make_redis_store: RedisStoreFa
 
     deadline = time.monotonic() + 2.5  # two and a half leases
     while time.monotonic() < deadline:
-        assert await owner.renew(run.run_id)
+        await owner.renew(run.run_id, run.epoch)
         assert await other.claim_orphan() is None
         await asyncio.sleep(0.3)  # the heartbeat's period (lease / 3): a cadence, not a wait
 
@@ -154,45 +172,36 @@ async def test_every_key_expires(
     redis_prefix: str,
 ) -> None:
     store = make_redis_store()
+    events = RedisEventLog(redis=store.client, prefix=redis_prefix, lease_seconds=30)
     run = (await store.acquire(new_run())).run
     keys = await assert_every_key_expires(redis_client, redis_prefix)
-    assert {"active-run", "state"} <= keys
+    assert {"active-run", "state", "epoch", "generation", "runs"} <= keys
 
-    line = LogLine(timestamp=utcnow(), source="controller", message="hello")
-    await store.append_logs(run.run_id, [line])
-    assert f"logs:{run.run_id}" in await assert_every_key_expires(redis_client, redis_prefix)
+    await events.append(run.run_id, [status(run)], epoch=run.epoch)
+    await events.request_cancel(run.run_id)
+    keys = await assert_every_key_expires(redis_client, redis_prefix)
+    assert {f"events:{run.run_id}", f"events-size:{run.run_id}"} <= keys
 
     await store.update(run.model_copy(update={"status": RunStatus.RUNNING}))
     await assert_every_key_expires(redis_client, redis_prefix)
-    await store.renew(run.run_id)
+    await store.renew(run.run_id, run.epoch)
     await assert_every_key_expires(redis_client, redis_prefix)
 
-    await store.finish(finished(run))
+    await store.finish(finished(run), [status(run)], floor=1)
     keys = await assert_every_key_expires(redis_client, redis_prefix)
-    assert {f"run:{run.run_id}", "history"} <= keys
-    assert not {"active-run", "state", f"logs:{run.run_id}"} & keys
+    assert {f"run:{run.run_id}", "history", f"events:{run.run_id}"} <= keys
+    assert not {"active-run", "state"} & keys
+    ttl_ms = await redis_client.pttl(f"{redis_prefix}events:{run.run_id}")
+    assert ttl_ms > 29 * 60_000, "a finished run's log is not kept for the retention"
 
-    await store.release(run.run_id)
+    await store.release(run.run_id, run.epoch)
     await store.claim_orphan()
     await store.history(5)
     await assert_every_key_expires(redis_client, redis_prefix)
 
 
-async def test_every_replica_receives_each_message_once(
-    make_redis_store: RedisStoreFactory, relay: Relay
-) -> None:
-    publisher, other = make_redis_store(), make_redis_store()
-    inboxes = [relay.subscribe(publisher), relay.subscribe(other)]
-    await relay.until_delivering(publisher, inboxes, within=10.0)
-    sent = [
-        RelayMessage(kind="cancel", run_id="r00000000001", origin=other.owner_id),
-        RelayMessage(kind="event", run_id="r00000000001", event_seq=1, type="status"),
-    ]
-
-    await relay.publish(other, sent)
-
-    for inbox in inboxes:
-        assert await relay.collect(inbox) == sent
+def status(run: RunRecord) -> RunEvent:
+    return RunEvent(type="status", run_id=run.run_id, data={"status": "running"})
 
 
 # --- outages --------------------------------------------------------------------------------
@@ -206,66 +215,80 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-async def outage_store(own_redis_server: RedisServer) -> AsyncIterator[RedisStateStore]:
+async def test_a_redis_restart_is_survived(own_redis_server: RedisServer) -> None:
     store = RedisStateStore.from_url(
-        own_redis_server.url,
-        prefix="outage:",
-        history_limit=5,
-        ttl_minutes=30,
-        lease_seconds=30,
+        own_redis_server.url, prefix="outage:", history_limit=5, ttl_minutes=30, lease_seconds=2
     )
-    yield store
-    await store.close()
+    events = RedisEventLog(redis=store.client, prefix="outage:", lease_seconds=2)
+    try:
+        run = (await store.acquire(new_run())).run
+        own_redis_server.stop()
+
+        operations: list[Callable[[], Awaitable[object]]] = [
+            store.get_active,
+            lambda: store.get_run(run.run_id),
+            lambda: store.acquire(new_run()),
+            lambda: store.update(run),
+            lambda: store.renew(run.run_id, run.epoch),
+            lambda: store.finish(finished(run), []),
+            lambda: store.history(5),
+            store.claim_orphan,
+            store.check_generation,
+            lambda: events.append(run.run_id, [status(run)], epoch=run.epoch),
+            lambda: events.read(run.run_id),
+            lambda: events.follow(Cursor(markers="0-0", run_id=run.run_id), block=0.1),
+            lambda: events.request_cancel(run.run_id),
+        ]
+        for operation in operations:
+            with pytest.raises(StoreUnavailableError):
+                await operation()
+        health = await store.check()
+        assert not health.ok
+        assert health.detail
+
+        own_redis_server.resume()
+
+        # The server came back empty (no persistence): the owner's writes say the run is lost
+        # (not taken over), and starting a run pauses for one lease, as this replica knew the
+        # store's generation before.
+        assert await store.get_active() is None
+        with pytest.raises(LeaseLostError) as lost:
+            await store.renew(run.run_id, run.epoch)
+        assert lost.value.data_lost
+        with pytest.raises(StartsPausedError) as paused:
+            await store.acquire(new_run())
+        assert 0 < paused.value.retry_after <= 2.0
+        back = await store.reestablish(run)
+        assert back is not None and back.epoch > 0
+        assert await events.append(run.run_id, [status(run)], epoch=back.epoch, floor=7) == 8
+        assert (await store.check()).ok
+    finally:
+        await store.close()
 
 
-async def test_a_redis_restart_is_survived(
-    own_redis_server: RedisServer,
-    outage_store: RedisStateStore,
-    relay: Relay,
-    caplog: pytest.LogCaptureFixture,
+async def test_a_replica_that_never_knew_the_store_is_not_paused(
+    make_redis_store: RedisStoreFactory,
 ) -> None:
-    store = outage_store
-    caplog.set_level(logging.WARNING, logger="nextflow_k8s_service.services.redis_store")
-    inbox = relay.subscribe(store)
-    await relay.until_delivering(store, [inbox], within=10.0)
-    run = (await store.acquire(new_run())).run
+    assert (await make_redis_store().acquire(new_run())).acquired
 
-    own_redis_server.stop()
 
-    line = LogLine(timestamp=utcnow(), source="controller", message="lost")
-    operations: list[Callable[[], Awaitable[object]]] = [
-        store.get_active,
-        lambda: store.get_run(run.run_id),
-        lambda: store.acquire(new_run()),
-        lambda: store.update(run),
-        lambda: store.renew(run.run_id),
-        lambda: store.append_logs(run.run_id, [line]),
-        lambda: store.recent_logs(run.run_id),
-        lambda: store.finish(finished(run)),
-        lambda: store.history(5),
-        store.claim_orphan,
-        lambda: store.publish(RelayMessage(kind="cancel", run_id=run.run_id)),
-    ]
-    for operation in operations:
-        with pytest.raises(StoreUnavailableError):
-            await operation()
-    health = await store.check()
-    assert not health.ok
-    assert health.detail
+async def test_every_replica_is_paused_after_another_noticed_the_loss(
+    make_redis_store: RedisStoreFactory, redis_client: redis.asyncio.Redis, redis_prefix: str
+) -> None:
+    noticing, other = make_redis_store(lease_seconds=2), make_redis_store(lease_seconds=2)
+    await noticing.check_generation()
+    await other.check_generation()
+    await redis_client.delete(f"{redis_prefix}generation")  # what an empty restart does
 
-    own_redis_server.resume()
+    await noticing.check_generation()
 
-    # The server came back empty (no persistence): the lease is lost and says so.
-    assert await store.get_active() is None
-    assert not await store.renew(run.run_id)
-    assert (await store.acquire(new_run())).acquired
-    assert (await store.check()).ok
+    with pytest.raises(StartsPausedError):
+        await other.acquire(new_run())
 
-    await relay.until_delivering(store, [inbox], within=20.0)
-    sent = [RelayMessage(kind="event", run_id=run.run_id, event_seq=i) for i in (1, 2, 3)]
-    await relay.publish(store, sent)
-    assert await relay.collect(inbox) == sent
-    assert any("relay subscription" in r.getMessage() for r in caplog.records), (
-        "the relay lost its connection without a warning"
-    )
+    async def open_again() -> bool:
+        try:
+            return (await other.acquire(new_run())).acquired
+        except StartsPausedError:
+            return False
+
+    await eventually(open_again, within=5.0)

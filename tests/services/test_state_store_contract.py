@@ -7,11 +7,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from nextflow_k8s_service.models import LogLine, RelayMessage, RunRecord, RunStatus, utcnow
-from nextflow_k8s_service.services.state_store import RECENT_LOG_LINES
+import pytest
+
+from nextflow_k8s_service.errors import LeaseLostError
+from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus, utcnow
 
 if TYPE_CHECKING:
-    from tests.services.conftest import Relay, StoreFactory
+    from tests.services.conftest import BackendFactory, StoreFactory
 
 
 def new_run(batch_count: int = 3) -> RunRecord:
@@ -29,10 +31,10 @@ def finished(run: RunRecord, status: RunStatus = RunStatus.SUCCEEDED) -> RunReco
     return run.model_copy(update={"status": status, "finished_at": utcnow()})
 
 
-def log_lines(count: int, start: int = 0) -> list[LogLine]:
+def final_events(run: RunRecord) -> list[RunEvent]:
     return [
-        LogLine(timestamp=utcnow(), source="GENERATE (1)", message=f"line {i}")
-        for i in range(start, start + count)
+        RunEvent(type="status", run_id=run.run_id, data={"status": run.status.value}),
+        RunEvent(type="complete", run_id=run.run_id, data={"status": run.status.value}),
     ]
 
 
@@ -55,6 +57,7 @@ async def test_exactly_one_of_40_concurrent_acquires_wins(make_store: StoreFacto
     assert len(winners) == 1
     winner = winners[0].run
     assert winner.owner == store.owner_id
+    assert winner.epoch > 0
     assert {result.run.run_id for result in results} == {winner.run_id}
     assert await store.get_active() == winner
 
@@ -71,42 +74,83 @@ async def test_a_loser_gets_the_active_run_with_its_batch_count(make_store: Stor
     assert result.run.batch_count == 2
 
 
-async def test_update_applies_only_to_the_active_run_and_keeps_its_owner(
+async def test_update_is_fenced_by_the_epoch_and_keeps_the_owner(
     make_store: StoreFactory,
 ) -> None:
     store = make_store()
     run = (await store.acquire(new_run())).run
     stranger = new_run()
 
-    assert not await store.update(stranger.model_copy(update={"status": RunStatus.RUNNING}))
-    assert await store.update(
-        run.model_copy(update={"status": RunStatus.RUNNING, "owner": None, "event_seq": 7})
-    )
+    with pytest.raises(LeaseLostError) as not_active:
+        await store.update(stranger.model_copy(update={"status": RunStatus.RUNNING}))
+    assert not_active.value.data_lost
+    with pytest.raises(LeaseLostError) as stale:
+        await store.update(run.model_copy(update={"epoch": run.epoch + 1}))
+    assert not stale.value.data_lost
+    await store.update(run.model_copy(update={"status": RunStatus.RUNNING, "owner": None}))
 
     active = await store.get_active()
     assert active is not None
-    assert (active.run_id, active.status, active.event_seq) == (run.run_id, RunStatus.RUNNING, 7)
+    assert (active.run_id, active.status, active.epoch) == (
+        run.run_id,
+        RunStatus.RUNNING,
+        run.epoch,
+    )
     assert active.owner == store.owner_id
 
 
-async def test_finish_applies_only_to_the_active_run(make_store: StoreFactory) -> None:
+async def test_every_acquire_takes_a_higher_epoch(make_store: StoreFactory) -> None:
+    store = make_store()
+    epochs = []
+    for _ in range(3):
+        run = (await store.acquire(new_run())).run
+        epochs.append(run.epoch)
+        await store.finish(finished(run), final_events(run))
+    assert epochs == sorted(set(epochs))
+
+
+async def test_finish_applies_only_under_the_active_epoch(make_store: StoreFactory) -> None:
     store = make_store()
     run = (await store.acquire(new_run())).run
 
-    assert not await store.finish(finished(new_run()))
+    with pytest.raises(LeaseLostError):
+        await store.finish(finished(new_run()), [])
+    with pytest.raises(LeaseLostError):
+        await store.finish(finished(run).model_copy(update={"epoch": run.epoch + 1}), [])
     assert await store.get_active() == run
 
-    assert await store.finish(finished(run))
+    await store.finish(finished(run), final_events(run))
     assert await store.get_active() is None
-    assert not await store.finish(finished(run, RunStatus.FAILED)), "finished twice"
-    assert not await store.update(run), "a late update of a finished run was applied"
+    with pytest.raises(LeaseLostError):
+        await store.finish(finished(run, RunStatus.FAILED), final_events(run))
+    with pytest.raises(LeaseLostError):
+        await store.update(run)
     assert [r.status for r in await store.history(10)] == [RunStatus.SUCCEEDED]
+
+
+async def test_finish_appends_the_final_events_to_the_run_s_log(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend()
+    run = (await backend.store.acquire(new_run())).run
+    first = RunEvent(type="status", run_id=run.run_id, data={"status": "running"})
+    assert await backend.events.append(run.run_id, [first], epoch=run.epoch) == 1
+
+    last = await backend.store.finish(finished(run), final_events(run), floor=1)
+
+    entries = await backend.events.read(run.run_id)
+    assert last == 3
+    assert [(e.id, e.event.type) for e in entries] == [
+        (1, "status"),
+        (2, "status"),
+        (3, "complete"),
+    ]
 
 
 async def test_a_finished_run_frees_the_lock(make_store: StoreFactory) -> None:
     store = make_store()
     run = (await store.acquire(new_run())).run
-    await store.finish(finished(run))
+    await store.finish(finished(run), final_events(run))
 
     result = await store.acquire(new_run())
 
@@ -119,7 +163,7 @@ async def test_history_is_newest_first_and_bounded(make_store: StoreFactory) -> 
     ids = []
     for _ in range(5):
         run = (await store.acquire(new_run())).run
-        assert await store.finish(finished(run))
+        await store.finish(finished(run), final_events(run))
         ids.append(run.run_id)
 
     assert [r.run_id for r in await store.history(10)] == ids[::-1][:3]
@@ -130,7 +174,7 @@ async def test_history_is_newest_first_and_bounded(make_store: StoreFactory) -> 
 async def test_history_forgets_runs_after_the_retention(make_store: StoreFactory) -> None:
     store = make_store(ttl_minutes=0.01)  # 0.6 s
     run = (await store.acquire(new_run())).run
-    await store.finish(finished(run))
+    await store.finish(finished(run), final_events(run))
     assert [r.run_id for r in await store.history(5)] == [run.run_id]
 
     async def forgotten() -> bool:
@@ -148,7 +192,7 @@ async def test_a_run_that_finished_before_the_retention_is_not_listed(
         update={"status": RunStatus.FAILED, "finished_at": utcnow() - timedelta(minutes=2)}
     )
 
-    assert await store.finish(old)
+    await store.finish(old, final_events(old))
 
     assert await store.history(5) == []
 
@@ -159,7 +203,7 @@ async def test_get_run_finds_the_active_and_finished_runs(make_store: StoreFacto
 
     assert await store.get_run(run.run_id) == run
     done = finished(run, RunStatus.CANCELLED).model_copy(update={"message": "cancelled by admin"})
-    await store.finish(done)
+    await store.finish(done, final_events(done))
 
     remembered = await store.get_run(run.run_id)
     assert remembered is not None
@@ -168,44 +212,35 @@ async def test_get_run_finds_the_active_and_finished_runs(make_store: StoreFacto
     assert await store.get_run(new_run().run_id) is None
 
 
-async def test_recent_logs_keep_the_last_200_lines_of_the_active_run(
+async def test_renew_holds_for_the_epoch_of_the_active_run_only(make_store: StoreFactory) -> None:
+    store = make_store()
+    run = (await store.acquire(new_run())).run
+
+    await store.renew(run.run_id, run.epoch)
+    with pytest.raises(LeaseLostError):
+        await store.renew(run.run_id, run.epoch + 1)
+    with pytest.raises(LeaseLostError):
+        await store.renew(new_run().run_id, run.epoch)
+    await store.finish(finished(run), final_events(run))
+    with pytest.raises(LeaseLostError):
+        await store.renew(run.run_id, run.epoch)
+
+
+async def test_reestablish_only_puts_back_a_run_the_store_does_not_know(
     make_store: StoreFactory,
 ) -> None:
     store = make_store()
     run = (await store.acquire(new_run())).run
-    lines = log_lines(250)
+    assert await store.reestablish(run) is None, "re-established over an active run"
+    await store.finish(finished(run), final_events(run))
+    assert await store.reestablish(run) is None, "re-established a finished run"
 
-    await store.append_logs(run.run_id, lines[:120])
-    await store.append_logs(run.run_id, lines[120:])
-    await store.append_logs(new_run().run_id, log_lines(3, start=1000))
+    lost = new_run().model_copy(update={"epoch": 41})
+    back = await store.reestablish(lost)
 
-    assert await store.recent_logs(run.run_id) == lines[-RECENT_LOG_LINES:]
-
-
-async def test_recent_logs_start_empty_for_a_new_run(make_store: StoreFactory) -> None:
-    store = make_store()
-    old = (await store.acquire(new_run())).run
-    await store.append_logs(old.run_id, log_lines(5))
-    await store.finish(finished(old))
-
-    await store.append_logs(old.run_id, log_lines(2, start=5))
-    new = (await store.acquire(new_run())).run
-
-    assert await store.recent_logs(new.run_id) == []
-    assert await store.recent_logs(old.run_id) == []
-    fresh = log_lines(2, start=100)
-    await store.append_logs(new.run_id, fresh)
-    assert await store.recent_logs(new.run_id) == fresh
-
-
-async def test_renew_holds_for_the_owner_of_the_active_run_only(make_store: StoreFactory) -> None:
-    store = make_store()
-    run = (await store.acquire(new_run())).run
-
-    assert await store.renew(run.run_id)
-    assert not await store.renew(new_run().run_id)
-    await store.finish(finished(run))
-    assert not await store.renew(run.run_id)
+    assert back is not None and back.epoch > 41
+    active = await store.get_active()
+    assert active is not None and (active.run_id, active.epoch) == (lost.run_id, back.epoch)
 
 
 async def test_a_run_whose_owner_lives_is_no_orphan(make_store: StoreFactory) -> None:
@@ -214,23 +249,6 @@ async def test_a_run_whose_owner_lives_is_no_orphan(make_store: StoreFactory) ->
 
     assert await store.claim_orphan() is None
     assert await store.get_active() == run
-
-
-async def test_publish_reaches_each_subscriber_exactly_once(
-    make_store: StoreFactory, relay: Relay
-) -> None:
-    store = make_store()
-    inboxes = [relay.subscribe(store), relay.subscribe(store)]
-    await relay.until_delivering(store, inboxes, within=10.0)
-    sent = [
-        RelayMessage(kind="event", run_id="r0000000000a", event_seq=seq, type="log")
-        for seq in range(1, 6)
-    ]
-
-    await relay.publish(store, sent)
-
-    for inbox in inboxes:
-        assert await relay.collect(inbox) == sent
 
 
 async def test_check_reports_ok(make_store: StoreFactory) -> None:

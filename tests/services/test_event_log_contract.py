@@ -1,0 +1,133 @@
+"""The EventLog contract: the same tests against MemoryEventLog and RedisEventLog."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from nextflow_k8s_service.errors import LeaseLostError
+from nextflow_k8s_service.models import RunEvent, RunRecord
+from nextflow_k8s_service.services.event_log import Cursor
+from tests.services.test_state_store_contract import final_events, finished, new_run
+
+if TYPE_CHECKING:
+    from tests.services.conftest import Backend, BackendFactory
+
+
+def log_event(run: RunRecord, n: int, size: int = 10) -> RunEvent:
+    line = {"timestamp": "2026-01-01T00:00:00+00:00", "source": "controller", "message": "x" * size}
+    return RunEvent(type="log", run_id=run.run_id, data={"lines": [line], "n": n})
+
+
+async def active_run(backend: Backend) -> RunRecord:
+    return (await backend.store.acquire(new_run())).run
+
+
+async def test_appends_get_increasing_ids_and_read_resumes_after_one(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend()
+    run = await active_run(backend)
+    events = [log_event(run, n) for n in range(5)]
+
+    assert await backend.events.append(run.run_id, events[:2], epoch=run.epoch) == 2
+    assert await backend.events.append(run.run_id, events[2:], epoch=run.epoch, floor=2) == 5
+
+    entries = await backend.events.read(run.run_id)
+    assert [(e.id, e.event) for e in entries] == list(enumerate(events, start=1))
+    assert [e.id for e in await backend.events.read(run.run_id, after=3)] == [4, 5]
+    assert await backend.events.read(new_run().run_id) == []
+
+
+async def test_an_append_under_a_stale_epoch_is_refused_and_leaves_nothing(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend()
+    run = await active_run(backend)
+
+    with pytest.raises(LeaseLostError) as stale:
+        await backend.events.append(run.run_id, [log_event(run, 1)], epoch=run.epoch + 1)
+    assert not stale.value.data_lost
+    stranger = new_run()
+    with pytest.raises(LeaseLostError) as not_active:
+        await backend.events.append(stranger.run_id, [log_event(stranger, 1)], epoch=run.epoch)
+    assert not_active.value.data_lost
+
+    assert await backend.events.read(run.run_id) == []
+    assert await backend.events.read(stranger.run_id) == []
+
+
+async def test_ids_continue_above_the_floor_of_a_writer_whose_log_was_lost(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend()
+    run = await active_run(backend)
+
+    last = await backend.events.append(run.run_id, [log_event(run, 1)], epoch=run.epoch, floor=41)
+
+    assert last == 42
+    assert [e.id for e in await backend.events.read(run.run_id)] == [42]
+
+
+async def test_follow_waits_for_the_next_append(make_backend: BackendFactory) -> None:
+    backend = make_backend()
+    run = await active_run(backend)
+    cursor = Cursor(markers=await backend.events.markers_tail(), run_id=run.run_id)
+    empty = await backend.events.follow(cursor, block=0.05)
+    assert empty.entries == [] and empty.markers == []
+
+    reader = asyncio.create_task(backend.events.follow(cursor, block=5.0))
+    await asyncio.sleep(0.1)  # the reader is blocked (nothing to await from it before then)
+    assert not reader.done()
+    await backend.events.append(run.run_id, [log_event(run, 1)], epoch=run.epoch)
+
+    batch = await asyncio.wait_for(reader, 5.0)
+    assert [e.id for e in batch.entries] == [1] and batch.markers == []
+
+
+async def test_markers_tell_starts_ends_and_cancel_requests(make_backend: BackendFactory) -> None:
+    backend = make_backend()
+    tail = await backend.events.markers_tail()
+    run = await active_run(backend)
+    await backend.events.request_cancel(run.run_id)
+    await backend.store.finish(finished(run), final_events(run))
+
+    batch = await backend.events.follow(Cursor(markers=tail), block=1.0)
+
+    assert [(m.kind, m.run_id) for m in batch.markers] == [
+        ("start", run.run_id),
+        ("cancel", run.run_id),
+        ("end", run.run_id),
+    ]
+    later = await backend.events.follow(Cursor(markers=batch.markers[-1].id), block=0.05)
+    assert later.markers == []
+
+
+async def test_a_log_is_bounded_in_entries_keeping_the_newest(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend(max_entries=10)
+    run = await active_run(backend)
+
+    last = 0
+    for n in range(25):
+        last = await backend.events.append(
+            run.run_id, [log_event(run, n)], epoch=run.epoch, floor=last
+        )
+
+    assert [e.id for e in await backend.events.read(run.run_id)] == list(range(16, 26))
+
+
+async def test_a_log_is_bounded_in_bytes_keeping_the_newest(make_backend: BackendFactory) -> None:
+    backend = make_backend(max_bytes=2_000)
+    run = await active_run(backend)
+    big = [log_event(run, n, size=500) for n in range(10)]
+
+    last = await backend.events.append(run.run_id, big, epoch=run.epoch)
+
+    kept = await backend.events.read(run.run_id)
+    assert kept[-1].id == last == 10
+    assert sum(len(e.event.model_dump_json()) for e in kept) <= 2_000
+    assert 1 < len(kept) < 10
