@@ -7,15 +7,15 @@ from typing import Any
 import pytest
 
 from nextflow_k8s_service.errors import ExecutorStartError, ExecutorUnavailableError
-from nextflow_k8s_service.executors.base import (
+from nextflow_k8s_service.kubernetes.jobs import build_job
+from nextflow_k8s_service.models import RunStatus, TaskState
+from nextflow_k8s_service.run_events import (
     ExecutorEvent,
     LogEmitted,
     RunSpec,
     StatusChanged,
     TaskChanged,
 )
-from nextflow_k8s_service.kubernetes.jobs import build_job
-from nextflow_k8s_service.models import RunStatus, TaskState
 from tests.kubernetes.fake_api import FakeKubernetes
 
 RUN = "r0123456789a"

@@ -10,14 +10,14 @@ import pytest
 
 from nextflow_k8s_service.kubernetes.api import KubeApi
 from nextflow_k8s_service.kubernetes.logs import from_nanos, parse_timestamp, split_line, to_nanos
-from nextflow_k8s_service.kubernetes.monitor import (
-    Backoff,
+from nextflow_k8s_service.kubernetes.watch import (
     job_outcome,
     pod_task,
     pod_task_state,
     watch_objects,
 )
 from nextflow_k8s_service.models import RunStatus, TaskState
+from nextflow_k8s_service.utils.backoff import Backoff
 from tests.kubernetes.fake_api import FakeKubernetes
 
 
