@@ -25,6 +25,7 @@ FAST = MonitorTiming(
     watch_timeout_seconds=5,
     log_read_timeout=5.0,
     drain_timeout=5.0,
+    task_drain_quiet=0.3,
     admission_check_seconds=0.5,
     previous_pods_timeout=5.0,
     backoff=Backoff(base=0.02, cap=0.2),
