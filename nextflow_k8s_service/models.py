@@ -382,13 +382,3 @@ class RelayMessage(BaseModel):
     timestamp: Timestamp = Field(default_factory=utcnow)
     data: dict[str, Any] = Field(default_factory=dict)
     run: RunDetail | None = None
-
-
-class StreamFrame(BaseModel):
-    """One WebSocket frame (SPEC §5); `seq` is stamped per connection when it is sent."""
-
-    type: FrameType
-    run_id: str | None
-    seq: int
-    timestamp: Timestamp
-    data: dict[str, Any]

@@ -16,8 +16,6 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from kubernetes_asyncio.client import ApiClient
-
 from nextflow_k8s_service.config import Settings
 from nextflow_k8s_service.errors import (
     ExecutorOperationError,
@@ -26,6 +24,7 @@ from nextflow_k8s_service.errors import (
 )
 from nextflow_k8s_service.kubernetes import cleanup, jobs
 from nextflow_k8s_service.kubernetes.api import KubeApi
+from nextflow_k8s_service.kubernetes.client import ApiClient
 from nextflow_k8s_service.kubernetes.run_monitor import MonitorTiming, RunMonitor
 from nextflow_k8s_service.kubernetes.watch import job_outcome
 from nextflow_k8s_service.models import CheckResult
