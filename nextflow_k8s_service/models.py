@@ -1,4 +1,5 @@
-"""Pydantic schemas: the HTTP API (SPEC §4), stream frames (SPEC §5) and the stored run."""
+"""Pydantic schemas: the HTTP API (SPEC §4), the stream's frame types (SPEC §5), the relay
+message and the stored run."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Named background tasks with an owner: nothing is fire-and-forget.
 
-`TaskSupervisor` is the one way the package starts a background task: every task has a name
-and a kept handle, an unexpected death is logged and reported to the owner, and `close`
+A component that runs background tasks owns them through a `TaskSupervisor`: every task has a
+name and a kept handle, an unexpected death is logged and reported to the owner, and `close`
 cancels and awaits what is left.
 """
 
