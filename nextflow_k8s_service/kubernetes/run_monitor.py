@@ -30,18 +30,17 @@ from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
 from nextflow_k8s_service.kubernetes.diagnosis import image_failure
 from nextflow_k8s_service.kubernetes.explain import controller_refusal, failure_cause
 from nextflow_k8s_service.kubernetes.logs import LOG_READ_TIMEOUT_SECONDS, LogFollower, LogRecord
-from nextflow_k8s_service.kubernetes.task_records import pod_task_change
+from nextflow_k8s_service.kubernetes.run_tasks import RunTasks
 from nextflow_k8s_service.kubernetes.watch import (
     REFUSED_STATUSES,
     WATCH_TIMEOUT_SECONDS,
     WatchEvent,
     job_outcome,
     pod_started,
-    pod_task,
     pod_terminated,
     watch_objects,
 )
-from nextflow_k8s_service.models import RunStatus, TaskState
+from nextflow_k8s_service.models import RunStatus
 from nextflow_k8s_service.run_events import (
     ExecutorEvent,
     LogEmitted,
@@ -54,8 +53,6 @@ from nextflow_k8s_service.utils.backoff import Backoff
 from nextflow_k8s_service.utils.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
-
-Task = tuple[str, int | None]
 
 _STARTING = "waiting for the Nextflow controller to start"
 
@@ -102,9 +99,7 @@ class RunMonitor:
         self._tasks = TaskSupervisor(f"run {spec.run_id}", on_failure=self._task_died)
         self._logs: dict[str, LogFollower] = {}
         self._status: RunStatus | None = None
-        self._task_states: dict[Task, TaskState] = {}
-        self._task_changes: dict[Task, TaskChanged] = {}
-        self._task_pods: dict[Task, str] = {}
+        self._run_tasks = RunTasks(spec.batch_count)
         self._finishing = False
         self._stopped = False
         self._finished = asyncio.Event()
@@ -112,7 +107,6 @@ class RunMonitor:
         self._task_pod_seen = asyncio.Event()
         self._controller: Obj | None = None
         self._controller_lines: deque[str] = deque(maxlen=200)
-        self._task_failures: dict[Task, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -175,17 +169,9 @@ class RunMonitor:
         self._status = status
         self._queue.put_nowait(StatusChanged(status, message))
 
-    def _set_task(self, task: Task, state: TaskState, change: TaskChanged | None = None) -> None:
-        """Emit the task's transition: its new state, or what its pod shows (`change`, which
-        also carries times and exit code) when that differs from the last one emitted."""
-        if change is None and self._task_states.get(task) == state:
-            return
-        event = change or TaskChanged(task[0], task[1], state)
-        if self._task_changes.get(task) == event:
-            return
-        self._task_states[task] = state
-        self._task_changes[task] = event
-        self._queue.put_nowait(event)
+    def _emit_tasks(self, changes: list[TaskChanged]) -> None:
+        for change in changes:
+            self._queue.put_nowait(change)
 
     def _emit_log(self, record: LogRecord) -> None:
         if record.source == "controller":
@@ -281,7 +267,7 @@ class RunMonitor:
             async for event in stream:
                 if event.type == "SYNCED":
                     if first_sync and self._adopting:
-                        self._infer_finished_tasks()
+                        self._emit_tasks(self._run_tasks.infer_finished())
                     first_sync = False
                     continue
                 self._task_pod_seen.set()
@@ -308,43 +294,12 @@ class RunMonitor:
         await self._cancel_tasks(["tasks"])
 
     def _on_task_pod(self, event: WatchEvent) -> None:
-        pod = event.obj
-        task = pod_task(pod)
+        task = self._run_tasks.speaking_for(event)
         if task is None:
             return
-        metadata = pod.get("metadata") or {}
-        uid = str(metadata.get("uid") or metadata.get("name"))
-        deleted = event.type == "DELETED"
-        if not deleted and task not in self._task_pods:
-            self._task_pods[task] = uid
-        elif event.type == "ADDED" and self._task_pods.get(task) != uid:
-            self._task_pods[task] = uid  # a retry of the task: the newest pod speaks for it
-        if self._task_pods.get(task, uid) != uid:
-            return
-        change = pod_task_change(pod, deleted=deleted, missed=event.missed)
-        if change is not None and not (deleted and self.cancelling):
-            self._set_task(task, change.state, change)
-        image = image_failure(pod)
-        if image is not None:
-            self._task_failures.setdefault(task, image)
-        if deleted or pod_started(pod):
-            self._follow_log(pod, task_source(*task))
-
-    def _infer_finished_tasks(self) -> None:
-        """After a restart, count the tasks whose pods `k8s.cleanup` already removed.
-
-        The DAG tells: ANALYZE (i) exists only after GENERATE (i) succeeded, REPORT only after
-        every ANALYZE succeeded.
-        """
-        seen = dict(self._task_states)
-        batches = range(1, self.spec.batch_count + 1)
-        if any(process == "REPORT" for process, _ in seen):
-            finished = [("GENERATE", i) for i in batches] + [("ANALYZE", i) for i in batches]
-        else:
-            finished = [("GENERATE", i) for p, i in seen if p == "ANALYZE" and i is not None]
-        for task in finished:
-            if task not in seen:
-                self._set_task(task, TaskState.SUCCEEDED)
+        self._emit_tasks(self._run_tasks.pod_changed(task, event, cancelling=self.cancelling))
+        if event.type == "DELETED" or pod_started(event.obj):
+            self._follow_log(event.obj, task_source(*task))
 
     async def _check_admission(self) -> None:
         """While the Job has no pod, read its events: a refused pod (ResourceQuota, admission
@@ -406,7 +361,7 @@ class RunMonitor:
                         self.run_id,
                         controller=self._controller,
                         controller_log=self._controller_lines,
-                        task_failures=self._task_failures,
+                        task_failures=self._run_tasks.failures,
                     )
                     message = cause or message
             await self._cancel_tasks(log_tasks)
@@ -433,16 +388,4 @@ class RunMonitor:
                 await self._api.delete_pods(label_selector=selector)
         except ExecutorOperationError as exc:
             logger.warning("run %s: final task reconciliation failed: %s", self.run_id, exc)
-        if status is not RunStatus.SUCCEEDED:
-            # The run is over: a task still pending or running will not finish.
-            unfinished = (TaskState.PENDING, TaskState.RUNNING)
-            for task, state in list(self._task_states.items()):
-                if state in unfinished:
-                    self._set_task(task, TaskState.FAILED)
-        if status is RunStatus.SUCCEEDED:
-            # The pipeline completed, so every task did (pods deleted unseen included).
-            batches = range(1, self.spec.batch_count + 1)
-            for process in ("GENERATE", "ANALYZE"):
-                for index in batches:
-                    self._set_task((process, index), TaskState.SUCCEEDED)
-            self._set_task(("REPORT", None), TaskState.SUCCEEDED)
+        self._emit_tasks(self._run_tasks.settle(status))
