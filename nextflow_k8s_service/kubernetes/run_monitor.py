@@ -332,7 +332,8 @@ class RunMonitor:
         explain: bool = False,
         cleanup: bool = False,
     ) -> None:
-        """Emit the terminal status once: after the logs drained and the tasks reconciled.
+        """Emit the terminal status once; unless the run was cancelled, only after the logs
+        (and, without `cleanup`, the task-pod watch) drained and the tasks were reconciled.
 
         `explain`: replace the Job's message by the real cause when one is found. `cleanup`:
         the service ends a run that is still going: delete its Job and pods.
