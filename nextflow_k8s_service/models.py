@@ -1,4 +1,5 @@
-"""Pydantic schemas: the HTTP API (SPEC §4), stream frames (SPEC §5) and the stored run."""
+"""Pydantic schemas: the HTTP API (SPEC §4), the stream's frame types (SPEC §5), the relay
+message and the stored run."""
 
 from __future__ import annotations
 
@@ -378,13 +379,3 @@ class RunEvent(BaseModel):
     timestamp: Timestamp = Field(default_factory=utcnow)
     data: dict[str, Any] = Field(default_factory=dict)
     run: RunDetail | None = None
-
-
-class StreamFrame(BaseModel):
-    """One WebSocket frame (SPEC §5); `seq` is stamped per connection when it is sent."""
-
-    type: FrameType
-    run_id: str | None
-    seq: int
-    timestamp: Timestamp
-    data: dict[str, Any]

@@ -1,4 +1,5 @@
-"""The checks the project holds itself to: ruff, ruff format and mypy --strict."""
+"""The checks the project holds itself to: ruff, ruff format, mypy --strict and the import
+contracts (the layering, in pyproject.toml's `[tool.importlinter]`)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,20 @@ def test_static_checks_pass(command: list[str]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_contracts_hold() -> None:
+    """api -> services -> executors -> kubernetes -> utils/run_events -> models/config, and
+    only kubernetes/ (kubernetes_asyncio, aiohttp) and the Redis store (redis) import their
+    client libraries."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout

@@ -1,11 +1,12 @@
 """The Kubernetes executor: one Job per run running the Nextflow controller (k8s executor).
 
-Per followed run, a `_RunFollower` owns named tasks: a watch of the Job, a watch of the
-controller pod, a watch of Nextflow's task pods, and one log follower per pod. They feed one
-queue that `events()` drains. The terminal status comes from the Job's conditions (or from
-`cancel`, or `unknown` when the Job vanished); before it is emitted the log followers get
-`drain_timeout` seconds to read their pods' logs to the end, and the task states are
-reconciled with one final list, so logs and progress come before the terminal status.
+Per followed run, a `RunMonitor` (`kubernetes/run_monitor.py`) owns named tasks: a watch of the
+Job, a watch of the controller pod, a watch of Nextflow's task pods, and one log follower per
+pod. They feed one queue that `events()` drains. The terminal status comes from the Job's
+conditions (or from `cancel`, or `unknown` when the Job vanished); before it is emitted the log
+followers get `drain_timeout` seconds to read their pods' logs to the end, the task-pod watch
+reads the events still in flight, and the task states are reconciled with one final list, so
+logs and progress come before the terminal status.
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from kubernetes_asyncio.client import ApiClient
-
 from nextflow_k8s_service.config import Settings
 from nextflow_k8s_service.errors import (
     ExecutorOperationError,
     ExecutorStartError,
     ExecutorUnavailableError,
 )
-from nextflow_k8s_service.executors.base import ExecutorEvent, RunSpec
 from nextflow_k8s_service.kubernetes import cleanup, jobs
 from nextflow_k8s_service.kubernetes.api import KubeApi
-from nextflow_k8s_service.kubernetes.follower import FollowerTiming, RunFollower
-from nextflow_k8s_service.kubernetes.monitor import Backoff, job_outcome
+from nextflow_k8s_service.kubernetes.client import ApiClient
+from nextflow_k8s_service.kubernetes.run_monitor import MonitorTiming, RunMonitor
+from nextflow_k8s_service.kubernetes.watch import job_outcome
 from nextflow_k8s_service.models import CheckResult
+from nextflow_k8s_service.run_events import ExecutorEvent, RunSpec
+from nextflow_k8s_service.utils.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def _start_error(exc: ExecutorOperationError) -> Exception:
 class KubernetesExecutor:
     """Runs the demo as a Nextflow controller Job; see the module docstring.
 
-    The executor owns its followers' tasks (`close` cancels and awaits them) but not the
-    ApiClient (the lifespan closes it).
+    The executor owns its run monitors and the sweeps of cancelled runs (`close` cancels and
+    awaits them) but not the ApiClient (the lifespan closes it).
     """
 
     name = "kubernetes"
@@ -66,7 +67,7 @@ class KubernetesExecutor:
         *,
         settings: Settings,
         api_client: ApiClient,
-        timing: FollowerTiming | None = None,
+        timing: MonitorTiming | None = None,
     ) -> None:
         self._settings = settings
         self._api = KubeApi(
@@ -74,20 +75,20 @@ class KubernetesExecutor:
             namespace=settings.nextflow_namespace,
             request_timeout=settings.kube_request_timeout_seconds,
         )
-        self._timing = timing or FollowerTiming()
-        self._runs: dict[str, RunFollower] = {}
-        self._sweeps: dict[str, asyncio.Task[None]] = {}
+        self._timing = timing or MonitorTiming()
+        self._runs: dict[str, RunMonitor] = {}
+        self._sweeps = TaskSupervisor("kubernetes-executor")
 
     def _follow(self, spec: RunSpec, *, adopting: bool, logs_since: datetime | None) -> None:
-        follower = RunFollower(
+        monitor = RunMonitor(
             self._api,
             spec,
             timing=self._timing,
             adopting=adopting,
             logs_since=logs_since,
         )
-        self._runs[spec.run_id] = follower
-        follower.start()
+        self._runs[spec.run_id] = monitor
+        monitor.start()
 
     async def start(self, spec: RunSpec) -> None:
         """Create the run's Job and ConfigMap and start following them.
@@ -122,15 +123,15 @@ class KubernetesExecutor:
         self._follow(spec, adopting=False, logs_since=None)
 
     async def events(self, run_id: str) -> AsyncIterator[ExecutorEvent]:
-        follower = self._runs.get(run_id)
-        if follower is None:
+        monitor = self._runs.get(run_id)
+        if monitor is None:
             raise ExecutorOperationError(f"run {run_id} is not followed by this executor")
         try:
-            async for event in follower.events():
+            async for event in monitor.events():
                 yield event
         finally:
-            await follower.stop()
-            if self._runs.get(run_id) is follower:
+            await monitor.stop()
+            if self._runs.get(run_id) is monitor:
                 del self._runs[run_id]
 
     async def cancel(self, run_id: str) -> None:
@@ -141,9 +142,9 @@ class KubernetesExecutor:
 
         Raises `ExecutorUnavailableError` when the deletion keeps failing (the run goes on).
         """
-        follower = self._runs.get(run_id)
-        if follower is not None:
-            follower.cancelling = True
+        monitor = self._runs.get(run_id)
+        if monitor is not None:
+            monitor.cancelling = True
         backoff = self._timing.backoff
         for attempt in range(1, 4):
             try:
@@ -155,29 +156,26 @@ class KubernetesExecutor:
                 break
             except ExecutorOperationError as exc:
                 if exc.status not in _RETRIED_STATUSES or attempt == 3:
-                    if follower is not None:
-                        follower.cancelling = False
+                    if monitor is not None:
+                        monitor.cancelling = False
                     raise ExecutorUnavailableError(f"could not cancel run {run_id}: {exc}") from exc
                 await asyncio.sleep(backoff.delay(attempt))
         logger.info("run %s: cancelled (Job and task pods deleted)", run_id)
         self._sweep(run_id)
-        if follower is not None:
-            await follower.finish_cancelled()
+        if monitor is not None:
+            await monitor.finish_cancelled()
 
     def _sweep(self, run_id: str) -> None:
-        if run_id in self._sweeps:
+        name = f"k8s:{run_id}:sweep"
+        if self._sweeps.running(name) is not None:
             return
-        task = asyncio.create_task(
-            cleanup.sweep_cancelled_run(
-                self._api,
-                run_id,
-                watch_timeout=self._timing.watch_timeout_seconds,
-                backoff=self._timing.backoff,
-            ),
-            name=f"k8s:{run_id}:sweep",
+        sweep = cleanup.sweep_cancelled_run(
+            self._api,
+            run_id,
+            watch_timeout=self._timing.watch_timeout_seconds,
+            backoff=self._timing.backoff,
         )
-        self._sweeps[run_id] = task
-        task.add_done_callback(lambda _: self._sweeps.pop(run_id, None))
+        self._sweeps.spawn(name, sweep)
 
     async def adopt(self, spec: RunSpec, *, logs_since: datetime | None = None) -> bool:
         """Follow a run started by an earlier process, if its Job still exists.
@@ -229,14 +227,11 @@ class KubernetesExecutor:
     async def close(self) -> None:
         """Stop following every run (the runs themselves go on in the cluster) and stop the
         sweeps of cancelled runs."""
-        followers = list(self._runs.values())
+        monitors = list(self._runs.values())
         self._runs.clear()
-        sweeps = list(self._sweeps.values())
-        for sweep in sweeps:
-            sweep.cancel()
         await asyncio.gather(
-            *(follower.stop() for follower in followers), *sweeps, return_exceptions=True
+            *(monitor.stop() for monitor in monitors), self._sweeps.close(), return_exceptions=True
         )
 
 
-__all__ = ["Backoff", "FollowerTiming", "KubernetesExecutor"]
+__all__ = ["KubernetesExecutor", "MonitorTiming"]

@@ -30,7 +30,9 @@ from typing import Any
 
 from nextflow_k8s_service.config import Settings
 from nextflow_k8s_service.errors import ExecutorOperationError, ExecutorStartError
-from nextflow_k8s_service.executors.base import (
+from nextflow_k8s_service.executors.step_processes import step_command, sweep_leftover_steps
+from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState, utcnow
+from nextflow_k8s_service.run_events import (
     ExecutorEvent,
     LogEmitted,
     RunSpec,
@@ -38,8 +40,7 @@ from nextflow_k8s_service.executors.base import (
     TaskChanged,
     task_source,
 )
-from nextflow_k8s_service.executors.step_processes import step_command, sweep_leftover_steps
-from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState, utcnow
+from nextflow_k8s_service.utils.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class LocalExecutor:
         self._settings = settings
         self._bin_dir = settings.workflow_dir / "bin"
         self._runs: dict[str, _Run] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._drivers = TaskSupervisor("local executor")
         # Steps die with the service (step_processes.py); these are an earlier one's leftovers.
         sweep_leftover_steps(
             [self._bin_dir / name for name in SCRIPTS.values()], settings.work_root
@@ -127,10 +128,9 @@ class LocalExecutor:
             raise ExecutorStartError("cannot create the run's work directory") from exc
         run = _Run(spec, work_dir)
         run.emit(StatusChanged(RunStatus.STARTING))
-        task = asyncio.create_task(self._drive(run), name=f"local-run-{spec.run_id}")
+        task = self._drivers.spawn(f"local-run-{spec.run_id}", self._drive(run))
         run.task = task
         self._runs[spec.run_id] = run
-        self._tasks.add(task)
         task.add_done_callback(lambda done: self._driver_done(run, done))
 
     async def events(self, run_id: str) -> AsyncIterator[ExecutorEvent]:
@@ -181,16 +181,7 @@ class LocalExecutor:
         """Cancel every run (killing its subprocesses) and await the driver tasks."""
         for run in list(self._runs.values()):
             self._request_cancel(run, "executor closed")
-        tasks = list(self._tasks)
-        for task in tasks:
-            # A task already being cancelled is cleaning up; cancelling again would cut that short.
-            if not task.cancelling():
-                task.cancel()
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=KILL_GRACE_SECONDS + CLOSE_SLACK_SECONDS)
-        for task in pending:
-            logger.error("local executor: %s did not stop in time", task.get_name())
+        await self._drivers.close(grace=KILL_GRACE_SECONDS + CLOSE_SLACK_SECONDS)
 
     # --- the run --------------------------------------------------------------------------
 
@@ -211,12 +202,11 @@ class LocalExecutor:
             run.task.cancel()
 
     def _driver_done(self, run: _Run, task: asyncio.Task[None]) -> None:
-        """Guarantee exactly one terminal event, whatever ended the driver."""
-        self._tasks.discard(task)
+        """Guarantee exactly one terminal event, whatever ended the driver (the supervisor logs
+        a crash)."""
         if task.cancelled():
             run.finish(RunStatus.CANCELLED, run.cancel_reason or "cancelled")
         elif (exc := task.exception()) is not None:
-            logger.error("local run %s crashed", run.spec.run_id, exc_info=exc)
             run.finish(RunStatus.FAILED, f"internal error of the local executor: {exc!r}")
 
     async def _drive(self, run: _Run) -> None:

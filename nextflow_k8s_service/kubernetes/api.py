@@ -5,7 +5,8 @@ Every call is made with `_preload_content=False`: the generated client only chec
 code when it preloads, so the status is checked here, and the JSON is decoded into plain dicts
 (the builders in `jobs.py` speak dicts too; no model round trip).
 
-Only this package imports `kubernetes_asyncio` and `aiohttp`.
+Only this package imports `kubernetes_asyncio` and `aiohttp` (an import contract in
+pyproject.toml checks it).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from contextlib import aclosing
 
 from nextflow_k8s_service.kubernetes import jobs
 from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
-from nextflow_k8s_service.kubernetes.monitor import Backoff, pod_terminated, watch_objects
+from nextflow_k8s_service.kubernetes.watch import pod_terminated, watch_objects
+from nextflow_k8s_service.utils.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kubernetes_asyncio.client import ApiClient, Configuration
+# Re-exported: the type of the client other layers hand on without importing kubernetes_asyncio.
+from kubernetes_asyncio.client import ApiClient as ApiClient
+from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import ConfigException, load_incluster_config, load_kube_config
 from kubernetes_asyncio.config.incluster_config import SERVICE_TOKEN_FILENAME
 

@@ -1,6 +1,6 @@
 """Why a run failed, in words a visitor can act on, from the pods' container statuses and the
 controller's log: an OOM kill, a failed init container, an image that cannot be pulled, a
-ResourceQuota refusal. Pure functions; the follower gathers their input.
+ResourceQuota refusal. Pure functions; the run monitor (`run_monitor.py`) gathers their input.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from nextflow_k8s_service.errors import ExecutorOperationError
-from nextflow_k8s_service.executors.base import task_source
 from nextflow_k8s_service.kubernetes import jobs
 from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
 from nextflow_k8s_service.kubernetes.diagnosis import (
@@ -17,6 +16,7 @@ from nextflow_k8s_service.kubernetes.diagnosis import (
     nextflow_error,
     quota_refusal,
 )
+from nextflow_k8s_service.run_events import task_source
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import math
 from typing import Any
 
 from nextflow_k8s_service.config import Settings, parse_cpu, parse_memory_bytes
-from nextflow_k8s_service.executors.base import RunSpec
 from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
+from nextflow_k8s_service.run_events import RunSpec
 
 WORKSPACE_MOUNT = "/workspace"
 SCRATCH_MOUNT = "/tmp"

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from nextflow_k8s_service.errors import ExecutorOperationError
 from nextflow_k8s_service.kubernetes.api import KubeApi
-from nextflow_k8s_service.kubernetes.monitor import Backoff
+from nextflow_k8s_service.utils.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

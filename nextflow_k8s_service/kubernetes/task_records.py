@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from nextflow_k8s_service.executors.base import TaskChanged
 from nextflow_k8s_service.kubernetes.api import Obj
-from nextflow_k8s_service.kubernetes.monitor import pod_task, pod_task_state
+from nextflow_k8s_service.kubernetes.watch import pod_task, pod_task_state
 from nextflow_k8s_service.models import TaskState
+from nextflow_k8s_service.run_events import TaskChanged
 
 _KILLED = "the task pod was deleted before it finished"
 

@@ -10,21 +10,22 @@ from typing import Any
 import pytest
 
 from nextflow_k8s_service.config import Settings, load_settings
-from nextflow_k8s_service.executors.base import ExecutorEvent, StatusChanged
 from nextflow_k8s_service.executors.kubernetes import KubernetesExecutor
 from nextflow_k8s_service.kubernetes.client import create_api_client
-from nextflow_k8s_service.kubernetes.follower import FollowerTiming
-from nextflow_k8s_service.kubernetes.monitor import Backoff
 from nextflow_k8s_service.kubernetes.permissions import SERVICE_PERMISSIONS
+from nextflow_k8s_service.kubernetes.run_monitor import MonitorTiming
+from nextflow_k8s_service.run_events import ExecutorEvent, StatusChanged
+from nextflow_k8s_service.utils.backoff import Backoff
 from tests.kubernetes.fake_api import FakeKubernetes
 
 # Every (verb, apiGroup, resource) the fakes saw over the session.
 OBSERVED_CALLS: set[tuple[str, str, str]] = set()
 
-FAST = FollowerTiming(
+FAST = MonitorTiming(
     watch_timeout_seconds=5,
     log_read_timeout=5.0,
     drain_timeout=5.0,
+    task_drain_quiet=0.3,
     admission_check_seconds=0.5,
     previous_pods_timeout=5.0,
     backoff=Backoff(base=0.02, cap=0.2),

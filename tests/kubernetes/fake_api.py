@@ -164,6 +164,8 @@ class _Watcher:
     label_selector: str | None
     field_selector: str | None
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    # Events kept back (in order) while the watch is held; None when it is not.
+    held: list[Any] | None = None
 
 
 @dataclass(eq=False)
@@ -304,6 +306,24 @@ class FakeKubernetes(FailureScenarios):
             if watcher.resource == resource:
                 watcher.queue.put_nowait(_STALL)
 
+    def hold_watches(self, resource: str, label_selector: str) -> int:
+        """Open watches of `resource` with `label_selector` keep their events back (still in
+        flight, as on a slow connection) until `release_watches`; returns how many."""
+        held = 0
+        for watcher in self._watchers:
+            if watcher.resource == resource and watcher.label_selector == label_selector:
+                watcher.held = []
+                held += 1
+        return held
+
+    def release_watches(self) -> None:
+        """Send what the held watches kept back."""
+        for watcher in self._watchers:
+            if watcher.held is not None:
+                for event in watcher.held:
+                    watcher.queue.put_nowait(event)
+                watcher.held = None
+
     def inject_watch_event(self, resource: str, event: Any) -> None:
         """Send `event` as is to the open watches of `resource` (malformed objects)."""
         for watcher in list(self._watchers):
@@ -403,7 +423,10 @@ class FakeKubernetes(FailureScenarios):
                 and watcher.namespace == namespace
                 and matches(snapshot, watcher.label_selector, watcher.field_selector)
             ):
-                watcher.queue.put_nowait({"type": kind, "object": snapshot})
+                if watcher.held is not None:
+                    watcher.held.append({"type": kind, "object": snapshot})
+                else:
+                    watcher.queue.put_nowait({"type": kind, "object": snapshot})
 
     def create(self, resource: str, obj: Obj, namespace: str | None = None) -> Obj:
         obj = copy.deepcopy(obj)

@@ -11,7 +11,7 @@ from nextflow_k8s_service.kubernetes.diagnosis import (
     nextflow_error,
     quota_refusal,
 )
-from nextflow_k8s_service.kubernetes.monitor import pod_task_state
+from nextflow_k8s_service.kubernetes.watch import pod_task_state
 from nextflow_k8s_service.models import TaskState
 
 

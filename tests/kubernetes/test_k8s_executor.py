@@ -7,15 +7,15 @@ from typing import Any
 import pytest
 
 from nextflow_k8s_service.errors import ExecutorStartError, ExecutorUnavailableError
-from nextflow_k8s_service.executors.base import (
+from nextflow_k8s_service.kubernetes.jobs import build_job
+from nextflow_k8s_service.models import RunStatus, TaskState
+from nextflow_k8s_service.run_events import (
     ExecutorEvent,
     LogEmitted,
     RunSpec,
     StatusChanged,
     TaskChanged,
 )
-from nextflow_k8s_service.kubernetes.jobs import build_job
-from nextflow_k8s_service.models import RunStatus, TaskState
 from tests.kubernetes.fake_api import FakeKubernetes
 
 RUN = "r0123456789a"
@@ -124,6 +124,40 @@ async def test_full_run_emits_the_exact_event_sequence(
     assert isinstance(events[-1], StatusChanged)
     assert sum(isinstance(e, StatusChanged) and e.status.terminal for e in events) == 1
     await fake.streams_closed()  # every watch and log follow ended with the run
+
+
+async def test_task_pod_events_in_flight_when_the_job_completes_are_not_lost(
+    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+) -> None:
+    executor = await make_executor()
+    await executor.start(spec(batches=1))
+    log = event_logs(executor.events(RUN))
+    controller = fake.controller_pod(RUN)
+    fake.set_pod_phase(controller, "Running")
+    await play_task(fake, log, "GENERATE", 1)
+    await play_task(fake, log, "ANALYZE", 1)
+    report = fake.add_task_pod(RUN, "REPORT", None)
+    fake.run_task_container(report)
+    await log.until(has(TaskChanged("REPORT", None, R)))
+    # The REPORT pod's last events are still on their way when the Job completes.
+    assert fake.hold_watches("pods", f"nextflow.io/runName={RUN}") == 1
+    fake.run_task_container(report, exit_code=0)
+    fake.delete("pods", report)
+    fake.set_pod_phase(controller, "Succeeded")
+    fake.set_job_conditions(JOB, ("Complete", "CompletionsReached", ""))
+    # The run is finishing (the controller watch is closed); then the held events arrive.
+    await fake.wait_for(lambda: fake.watch_count("pods") <= 1)
+    fake.release_watches()
+    events = await log.finished()
+
+    assert events[-1] == StatusChanged(RunStatus.SUCCEEDED, None)
+    report_done = [
+        e for e in events if isinstance(e, TaskChanged) and e.process == "REPORT" and e.state == OK
+    ]
+    assert len(report_done) == 1
+    assert report_done[0].exit_code == 0
+    assert report_done[0].started_at is not None
+    assert report_done[0].finished_at is not None
 
 
 async def test_failed_task_fails_the_run_with_the_jobs_message(

@@ -253,7 +253,7 @@ async def test_cancel_during_a_resubmission_leaves_no_pod(
     assert not fake._has_controller(run_id)  # nothing is left that could submit again
 
 
-async def test_a_follower_task_that_dies_ends_the_run_unknown_and_logged(
+async def test_a_run_monitor_task_that_dies_ends_the_run_unknown_and_logged(
     service: Service, fake: FakeKubernetes, caplog: pytest.LogCaptureFixture
 ) -> None:
     run_id, _ = await service.start()

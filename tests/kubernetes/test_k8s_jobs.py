@@ -7,8 +7,8 @@ import pytest
 
 from nextflow_k8s_service.config import Settings, load_settings
 from nextflow_k8s_service.errors import ConfigurationError
-from nextflow_k8s_service.executors.base import RunSpec
 from nextflow_k8s_service.kubernetes import jobs
+from nextflow_k8s_service.run_events import RunSpec
 
 RUN = "r0123456789a"
 LABELS = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nextflow_k8s_service.executors.base import RunSpec, StatusChanged
 from nextflow_k8s_service.kubernetes.permissions import SERVICE_PERMISSIONS
+from nextflow_k8s_service.run_events import RunSpec, StatusChanged
 from tests.kubernetes.fake_api import FakeKubernetes
 from tests.kubernetes.fake_policy import Quota
 

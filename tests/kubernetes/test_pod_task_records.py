@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from nextflow_k8s_service.executors.base import TaskChanged
 from nextflow_k8s_service.kubernetes.task_records import parse_time, pod_task_change
 from nextflow_k8s_service.models import TaskState
+from nextflow_k8s_service.run_events import TaskChanged
 
 
 def at(second: int) -> datetime:

@@ -1,4 +1,4 @@
-"""Watching the run's Job and pods, and what their state means for the run.
+"""Watching Jobs and pods (a list+watch loop), and what their state means for a run.
 
 `watch_objects` is a list+watch loop with explicit recovery: an initial list, watches with a
 server-side `timeout_seconds` resumed from the last resourceVersion, a re-list on 410 Gone
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -24,6 +23,7 @@ from nextflow_k8s_service.errors import ExecutorOperationError
 from nextflow_k8s_service.kubernetes.api import Kind, KubeApi, Obj
 from nextflow_k8s_service.kubernetes.diagnosis import image_failure
 from nextflow_k8s_service.models import RunStatus, TaskState
+from nextflow_k8s_service.utils.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +32,6 @@ WATCH_TIMEOUT_SECONDS = 240
 # not come back by retrying, and a run must not wait forever on it.
 MAX_REFUSALS = 3
 REFUSED_STATUSES = frozenset({401, 403})
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with a little jitter (seconds)."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, failures: int) -> float:
-        raw = min(self.cap, self.base * 2.0 ** max(0, failures - 1))
-        return raw * random.uniform(0.8, 1.0)
 
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]

@@ -10,8 +10,7 @@ import pytest
 
 from nextflow_k8s_service.kubernetes.api import KubeApi
 from nextflow_k8s_service.kubernetes.logs import from_nanos, parse_timestamp, split_line, to_nanos
-from nextflow_k8s_service.kubernetes.monitor import (
-    Backoff,
+from nextflow_k8s_service.kubernetes.watch import (
     job_outcome,
     pod_task,
     pod_task_state,
@@ -102,13 +101,6 @@ def test_log_timestamps_are_exact_nanoseconds() -> None:
     assert split_line("no timestamp here") == (None, "no timestamp here")
     moment = datetime(2026, 11, 22, 18, 0, 0, 123456, tzinfo=UTC)
     assert from_nanos(to_nanos(moment) + 999) == moment
-
-
-def test_backoff_is_capped_and_exponential() -> None:
-    backoff = Backoff(base=1.0, cap=8.0)
-    assert 0.8 <= backoff.delay(1) <= 1.0
-    assert 3.2 <= backoff.delay(3) <= 4.0
-    assert 6.4 <= backoff.delay(10) <= 8.0
 
 
 async def test_watch_lists_then_streams_the_selected_changes(

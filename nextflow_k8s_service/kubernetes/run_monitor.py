@@ -1,15 +1,15 @@
-"""Following one run in the cluster and turning what happens into executor events.
+"""Monitoring one run in the cluster and turning what happens into executor events.
 
-A `RunFollower` owns named tasks: `job` (watch of the Job), `controller` (watch of the
-controller pod), `tasks` (watch of Nextflow's task pods), `admission` (the Job's events while
-it has no pod) and one `log:<pod>` per followed pod log. They feed one unbounded queue (bounded
-in practice by one run's events) that `events()` drains, ending after exactly one terminal
-`StatusChanged`.
+A `RunMonitor` owns, through a `TaskSupervisor`, named tasks: `job` (watch of the Job),
+`controller` (watch of the controller pod), `tasks` (watch of Nextflow's task pods), `admission`
+(the Job's events while it has no pod) and one `log:<pod>` per followed pod log. They feed one
+unbounded queue (bounded in practice by one run's events) that `events()` drains, ending after
+exactly one terminal `StatusChanged`.
 
-Every task is guarded: a permission the service lacks (401/403, after the watch's retries)
-ends the run `failed` naming the refused call, any other unexpected error ends it `unknown`
-with the error logged; either way the run's Job and pods are deleted, so nothing runs on
-unobserved. A run that fails on its own gets the real cause as its message (see
+A task that dies is logged by the supervisor and ends the run: a permission the service lacks
+(401/403, after the watch's retries) ends it `failed` naming the refused call, any other
+unexpected error ends it `unknown`; either way the run's Job and pods are deleted, so nothing
+runs on unobserved. A run that fails on its own gets the real cause as its message (see
 `diagnosis.py`), not the Job's "BackoffLimitExceeded".
 """
 
@@ -25,7 +25,23 @@ from datetime import datetime
 from typing import Any
 
 from nextflow_k8s_service.errors import ExecutorOperationError
-from nextflow_k8s_service.executors.base import (
+from nextflow_k8s_service.kubernetes import jobs
+from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
+from nextflow_k8s_service.kubernetes.diagnosis import image_failure
+from nextflow_k8s_service.kubernetes.explain import controller_refusal, failure_cause
+from nextflow_k8s_service.kubernetes.logs import LOG_READ_TIMEOUT_SECONDS, LogFollower, LogRecord
+from nextflow_k8s_service.kubernetes.run_tasks import RunTasks
+from nextflow_k8s_service.kubernetes.watch import (
+    REFUSED_STATUSES,
+    WATCH_TIMEOUT_SECONDS,
+    WatchEvent,
+    job_outcome,
+    pod_started,
+    pod_terminated,
+    watch_objects,
+)
+from nextflow_k8s_service.models import RunStatus
+from nextflow_k8s_service.run_events import (
     ExecutorEvent,
     LogEmitted,
     RunSpec,
@@ -33,39 +49,26 @@ from nextflow_k8s_service.executors.base import (
     TaskChanged,
     task_source,
 )
-from nextflow_k8s_service.kubernetes import jobs
-from nextflow_k8s_service.kubernetes.api import KubeApi, Obj
-from nextflow_k8s_service.kubernetes.diagnosis import image_failure
-from nextflow_k8s_service.kubernetes.explain import controller_refusal, failure_cause
-from nextflow_k8s_service.kubernetes.logs import LOG_READ_TIMEOUT_SECONDS, LogFollower, LogRecord
-from nextflow_k8s_service.kubernetes.monitor import (
-    REFUSED_STATUSES,
-    WATCH_TIMEOUT_SECONDS,
-    Backoff,
-    WatchEvent,
-    job_outcome,
-    pod_started,
-    pod_task,
-    pod_terminated,
-    watch_objects,
-)
-from nextflow_k8s_service.kubernetes.task_records import pod_task_change
-from nextflow_k8s_service.models import RunStatus, TaskState
+from nextflow_k8s_service.utils.backoff import Backoff
+from nextflow_k8s_service.utils.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
-
-Task = tuple[str, int | None]
 
 _STARTING = "waiting for the Nextflow controller to start"
 
 
 @dataclass(frozen=True, slots=True)
-class FollowerTiming:
-    """Timeouts of the followers (seconds); tests shorten them."""
+class MonitorTiming:
+    """Timeouts of the run monitors (seconds); tests shorten them."""
 
     watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS
     log_read_timeout: float = LOG_READ_TIMEOUT_SECONDS
+    # At the end of a run: how long the logs get to be read to their end.
     drain_timeout: float = 15.0
+    # At the end of a run, the task-pod watch reads on until it has been quiet this long (at
+    # most `drain_timeout`): the last pod events (final times, exit codes) are still in flight
+    # when the Job completes.
+    task_drain_quiet: float = 1.0
     # A Job without a pod this long has its events read (a quota refusal leaves no other trace).
     admission_check_seconds: float = 30.0
     # How long a new run waits for the pods of the previous one to release the quota.
@@ -73,15 +76,15 @@ class FollowerTiming:
     backoff: Backoff = field(default_factory=Backoff)
 
 
-class RunFollower:
-    """Follows run `spec.run_id`; see the module docstring. `stop()` cancels and awaits all."""
+class RunMonitor:
+    """Monitors run `spec.run_id`; see the module docstring. `stop()` cancels and awaits all."""
 
     def __init__(
         self,
         api: KubeApi,
         spec: RunSpec,
         *,
-        timing: FollowerTiming,
+        timing: MonitorTiming,
         adopting: bool = False,
         logs_since: datetime | None = None,
     ) -> None:
@@ -93,48 +96,48 @@ class RunFollower:
         self._logs_since = logs_since
         self.cancelling = False
         self._queue: asyncio.Queue[ExecutorEvent] = asyncio.Queue()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = TaskSupervisor(f"run {spec.run_id}", on_failure=self._task_died)
         self._logs: dict[str, LogFollower] = {}
         self._status: RunStatus | None = None
-        self._task_states: dict[Task, TaskState] = {}
-        self._task_changes: dict[Task, TaskChanged] = {}
-        self._task_pods: dict[Task, str] = {}
+        self._run_tasks = RunTasks(spec.batch_count)
         self._finishing = False
+        self._stopped = False
         self._finished = asyncio.Event()
+        # Set at every task-pod event: the drain at the end waits for the watch to go quiet.
+        self._task_pod_seen = asyncio.Event()
         self._controller: Obj | None = None
         self._controller_lines: deque[str] = deque(maxlen=200)
-        self._task_failures: dict[Task, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guarded(name, coro), name=f"k8s:{self.run_id}:{name}")
-        self._tasks[name] = task
+    def _task_name(self, name: str) -> str:
+        return f"k8s:{self.run_id}:{name}"
 
-    async def _guarded(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        """Run one task; if it fails, end the run (see the module docstring)."""
-        try:
-            await coro
-        except Exception as exc:
-            if isinstance(exc, ExecutorOperationError) and exc.status in REFUSED_STATUSES:
-                logger.error("run %s: %s: permission refused: %s", self.run_id, name, exc)
-                await self._finish(
-                    RunStatus.FAILED,
-                    f"the service cannot follow the run, Kubernetes refuses it: {exc} (grant "
-                    "this permission to the service's account, k8s/base/rbac.yaml); the run "
-                    "was stopped",
-                    cleanup=True,
-                )
-                return
-            logger.exception("run %s: task %s failed", self.run_id, name)
-            await self._finish(
-                RunStatus.UNKNOWN,
-                f"the service stopped following the run after an internal error in its "
-                f"{name} task ({type(exc).__name__}: {exc}); the run was stopped",
-                cleanup=True,
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.spawn(self._task_name(name), coro)
+
+    def _task_died(self, task_name: str, exc: BaseException) -> None:
+        """The supervisor's report of a task that raised (it logged it): end the run."""
+        if self._finishing or self._stopped:
+            return
+        name = task_name.removeprefix(self._task_name(""))
+        self._spawn("finish", self._end_after_failure(name, exc))
+
+    async def _end_after_failure(self, name: str, exc: BaseException) -> None:
+        if isinstance(exc, ExecutorOperationError) and exc.status in REFUSED_STATUSES:
+            message = (
+                f"the service cannot follow the run, Kubernetes refuses it: {exc} (grant "
+                "this permission to the service's account, k8s/base/rbac.yaml); the run "
+                "was stopped"
             )
-        finally:
-            coro.close()  # never started (cancelled first): no "never awaited" warning
+            await self._finish(RunStatus.FAILED, message, cleanup=True)
+            return
+        await self._finish(
+            RunStatus.UNKNOWN,
+            f"the service stopped following the run after an internal error in its "
+            f"{name} task ({type(exc).__name__}: {exc}); the run was stopped",
+            cleanup=True,
+        )
 
     def start(self) -> None:
         self._spawn("job", self._follow_job())
@@ -144,18 +147,11 @@ class RunFollower:
 
     async def stop(self) -> None:
         """Cancel and await every task (idempotent; the run itself goes on)."""
-        await self._cancel_tasks(list(self._tasks))
+        self._stopped = True
+        await self._tasks.close()
 
     async def _cancel_tasks(self, names: list[str]) -> None:
-        current = asyncio.current_task()
-        victims = [self._tasks[n] for n in names if n in self._tasks]
-        victims = [task for task in victims if task is not current]
-        for task in victims:
-            task.cancel()
-        results = await asyncio.gather(*victims, return_exceptions=True)
-        for task, result in zip(victims, results, strict=True):
-            if isinstance(result, Exception):
-                logger.error("task %s failed: %r", task.get_name(), result)
+        await self._tasks.cancel(*(self._task_name(name) for name in names))
 
     async def events(self) -> AsyncIterator[ExecutorEvent]:
         while True:
@@ -173,17 +169,9 @@ class RunFollower:
         self._status = status
         self._queue.put_nowait(StatusChanged(status, message))
 
-    def _set_task(self, task: Task, state: TaskState, change: TaskChanged | None = None) -> None:
-        """Emit the task's transition: its new state, or what its pod shows (`change`, which
-        also carries times and exit code) when that differs from the last one emitted."""
-        if change is None and self._task_states.get(task) == state:
-            return
-        event = change or TaskChanged(task[0], task[1], state)
-        if self._task_changes.get(task) == event:
-            return
-        self._task_states[task] = state
-        self._task_changes[task] = event
-        self._queue.put_nowait(event)
+    def _emit_tasks(self, changes: list[TaskChanged]) -> None:
+        for change in changes:
+            self._queue.put_nowait(change)
 
     def _emit_log(self, record: LogRecord) -> None:
         if record.source == "controller":
@@ -279,49 +267,39 @@ class RunFollower:
             async for event in stream:
                 if event.type == "SYNCED":
                     if first_sync and self._adopting:
-                        self._infer_finished_tasks()
+                        self._emit_tasks(self._run_tasks.infer_finished())
                     first_sync = False
                     continue
+                self._task_pod_seen.set()
                 self._on_task_pod(event)
 
+    async def _drain_task_watch(self) -> None:
+        """Let the task-pod watch read on until it has been quiet for `task_drain_quiet`
+        seconds (at most `drain_timeout`), then stop it: when the Job completes, the events of
+        the last task pods (deleted by Nextflow with their final times) may still be in flight,
+        and a pod deleted unseen would lose its finish time and exit code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timing.drain_timeout
+        watch = self._tasks.running(self._task_name("tasks"))
+        while watch is not None and not watch.done():
+            quiet = min(self._timing.task_drain_quiet, deadline - loop.time())
+            if quiet <= 0:
+                break
+            self._task_pod_seen.clear()
+            try:
+                async with asyncio.timeout(quiet):
+                    await self._task_pod_seen.wait()
+            except TimeoutError:
+                break
+        await self._cancel_tasks(["tasks"])
+
     def _on_task_pod(self, event: WatchEvent) -> None:
-        pod = event.obj
-        task = pod_task(pod)
+        task = self._run_tasks.speaking_for(event)
         if task is None:
             return
-        metadata = pod.get("metadata") or {}
-        uid = str(metadata.get("uid") or metadata.get("name"))
-        deleted = event.type == "DELETED"
-        if not deleted and task not in self._task_pods:
-            self._task_pods[task] = uid
-        elif event.type == "ADDED" and self._task_pods.get(task) != uid:
-            self._task_pods[task] = uid  # a retry of the task: the newest pod speaks for it
-        if self._task_pods.get(task, uid) != uid:
-            return
-        change = pod_task_change(pod, deleted=deleted, missed=event.missed)
-        if change is not None and not (deleted and self.cancelling):
-            self._set_task(task, change.state, change)
-        image = image_failure(pod)
-        if image is not None:
-            self._task_failures.setdefault(task, image)
-        if deleted or pod_started(pod):
-            self._follow_log(pod, task_source(*task))
-
-    def _infer_finished_tasks(self) -> None:
-        """After a restart, count the tasks whose pods `k8s.cleanup` already removed.
-
-        The DAG tells: ANALYZE (i) exists only after GENERATE (i) succeeded, REPORT only after
-        every ANALYZE succeeded.
-        """
-        seen = dict(self._task_states)
-        batches = range(1, self.spec.batch_count + 1)
-        if any(process == "REPORT" for process, _ in seen):
-            finished = [("GENERATE", i) for i in batches] + [("ANALYZE", i) for i in batches]
-        else:
-            finished = [("GENERATE", i) for p, i in seen if p == "ANALYZE" and i is not None]
-        for task in finished:
-            if task not in seen:
-                self._set_task(task, TaskState.SUCCEEDED)
+        self._emit_tasks(self._run_tasks.pod_changed(task, event, cancelling=self.cancelling))
+        if event.type == "DELETED" or pod_started(event.obj):
+            self._follow_log(event.obj, task_source(*task))
 
     async def _check_admission(self) -> None:
         """While the Job has no pod, read its events: a refused pod (ResourceQuota, admission
@@ -354,7 +332,8 @@ class RunFollower:
         explain: bool = False,
         cleanup: bool = False,
     ) -> None:
-        """Emit the terminal status once: after the logs drained and the tasks reconciled.
+        """Emit the terminal status once; unless the run was cancelled, only after the logs
+        (and, without `cleanup`, the task-pod watch) drained and the tasks were reconciled.
 
         `explain`: replace the Job's message by the real cause when one is found. `cleanup`:
         the service ends a run that is still going: delete its Job and pods.
@@ -364,16 +343,18 @@ class RunFollower:
             return
         self._finishing = True
         try:
-            await self._cancel_tasks(["job", "controller", "tasks", "admission"])
+            await self._cancel_tasks(["job", "controller", "admission"])
+            if cleanup or status is RunStatus.CANCELLED:
+                await self._cancel_tasks(["tasks"])
             if cleanup:
                 await jobs.delete_run(self._api, self.run_id, quiet=True)
-            log_tasks = [name for name in self._tasks if name.startswith("log:")]
+            log_tasks = [f"log:{name}" for name in self._logs]
             if status is not RunStatus.CANCELLED:
                 for follower in self._logs.values():
                     follower.finish()
-                pending = [self._tasks[name] for name in log_tasks]
-                if pending:
-                    await asyncio.wait(pending, timeout=self._timing.drain_timeout)
+                pending = [self._tasks.running(self._task_name(name)) for name in log_tasks]
+                draining = [task for task in pending if task is not None]
+                await asyncio.gather(self._drain_task_watch(), self._drain_logs(draining))
                 await self._reconcile_tasks(status)
                 if explain:
                     cause = await failure_cause(
@@ -381,7 +362,7 @@ class RunFollower:
                         self.run_id,
                         controller=self._controller,
                         controller_log=self._controller_lines,
-                        task_failures=self._task_failures,
+                        task_failures=self._run_tasks.failures,
                     )
                     message = cause or message
             await self._cancel_tasks(log_tasks)
@@ -389,6 +370,11 @@ class RunFollower:
             logger.info("run %s: %s%s", self.run_id, status, f" ({message})" if message else "")
         finally:
             self._finished.set()
+
+    async def _drain_logs(self, followers: list[asyncio.Task[Any]]) -> None:
+        """Give the log followers (told to `finish`) `drain_timeout` seconds to read to the end."""
+        if followers:
+            await asyncio.wait(followers, timeout=self._timing.drain_timeout)
 
     async def _reconcile_tasks(self, status: RunStatus) -> None:
         """Bring the task states up to date with one final list, then tidy up."""
@@ -403,16 +389,4 @@ class RunFollower:
                 await self._api.delete_pods(label_selector=selector)
         except ExecutorOperationError as exc:
             logger.warning("run %s: final task reconciliation failed: %s", self.run_id, exc)
-        if status is not RunStatus.SUCCEEDED:
-            # The run is over: a task still pending or running will not finish.
-            unfinished = (TaskState.PENDING, TaskState.RUNNING)
-            for task, state in list(self._task_states.items()):
-                if state in unfinished:
-                    self._set_task(task, TaskState.FAILED)
-        if status is RunStatus.SUCCEEDED:
-            # The pipeline completed, so every task did (pods deleted unseen included).
-            batches = range(1, self.spec.batch_count + 1)
-            for process in ("GENERATE", "ANALYZE"):
-                for index in batches:
-                    self._set_task((process, index), TaskState.SUCCEEDED)
-            self._set_task(("REPORT", None), TaskState.SUCCEEDED)
+        self._emit_tasks(self._run_tasks.settle(status))
