@@ -134,6 +134,7 @@ class OursTarget(Target):
         self._too_slow = CLOSE_TRY_AGAIN_LATER
         self._watched: list[Any] = []
         self._frame_bytes = 0
+        self._frame_id = 0
 
     def frame_bytes(self) -> int:
         return self._frame_bytes
@@ -144,8 +145,9 @@ class OursTarget(Target):
 
     def send(self, index: int, lines: list[list[dict[str, str]]], sent: float) -> None:
         data = frame_data(lines, index, sent)
-        frame = self._frame.build("log", None, self._utcnow(), data)
-        self._frame_bytes = len(frame.body)
+        self._frame_id += 1
+        frame = self._frame.build("log", None, self._utcnow(), data, id=self._frame_id)
+        self._frame_bytes = len(frame.text)
         self._broadcaster.publish(frame)
 
     def backlog(self) -> float:

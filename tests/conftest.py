@@ -91,7 +91,9 @@ def step_processes() -> list[psutil.Process]:
 
 
 class StreamReader:
-    """A WebSocket client of the stream that decodes frames and checks `seq` order."""
+    """A WebSocket client of the stream that decodes frames and checks `seq`: after the first
+    frame (the snapshot, carrying the id of the last frame it includes) each frame's `seq` is
+    one more than the previous one's, so any gap fails."""
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
@@ -101,8 +103,11 @@ class StreamReader:
         async with asyncio.timeout(timeout):
             raw = await self.connection.recv()
         frame: dict[str, Any] = json.loads(raw)
-        expected = self.frames[-1]["seq"] + 1 if self.frames else 1
-        assert frame["seq"] == expected, f"seq {frame['seq']} after {expected - 1}"
+        if self.frames:
+            expected = self.frames[-1]["seq"] + 1
+            assert frame["seq"] == expected, f"seq {frame['seq']} after {expected - 1}"
+        else:
+            assert frame["type"] == "snapshot" and isinstance(frame["seq"], int)
         self.frames.append(frame)
         return frame
 

@@ -3,6 +3,11 @@
 Every replica applies the same relayed messages in the same order, so every WebSocket client
 gets the same snapshot whichever replica it is connected to. The view is only touched from the
 event loop without awaiting, so a snapshot and a subscription are taken atomically.
+
+Frame ids (the stream's `seq`) are assigned here, in `_next_frame_id`, one per frame built:
+every client gets the same frame with the same id, and a snapshot carries the id of the last
+frame it includes, so a client sees ids increase by one and can tell a gap. (The per-run event
+log will supply these ids; this is the one place to swap.)
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ class LiveView:
         self._last_seq = 0
         self._origin: str | None = None
         self._completed = False
+        self._frame_id = 0
+
+    def _next_frame_id(self) -> int:
+        self._frame_id += 1
+        return self._frame_id
 
     def _is_older(self, message: RelayMessage) -> bool:
         return (
@@ -77,7 +87,9 @@ class LiveView:
             self._completed = True
         elif self.run is not None:
             self.active = not self.run.status.terminal
-        return Frame.build(message.type, message.run_id, message.timestamp, message.data)
+        return Frame.build(
+            message.type, message.run_id, message.timestamp, message.data, id=self._next_frame_id()
+        )
 
     def snapshot(self) -> Frame:
         run_id = self.run.run_id if self.run is not None else None
@@ -86,4 +98,4 @@ class LiveView:
             "run": self.run.model_dump(mode="json") if self.run is not None else None,
             "logs": [line.model_dump(mode="json") for line in self.logs],
         }
-        return Frame.build("snapshot", run_id, utcnow(), data)
+        return Frame.build("snapshot", run_id, utcnow(), data, id=self._frame_id)

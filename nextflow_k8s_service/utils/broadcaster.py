@@ -6,7 +6,9 @@ memory it pinned) and it is closed with 1013, after which it may reconnect and r
 snapshot. Dropping single frames instead would break the stream's promises (every status
 change, exactly one `complete`), so a lagging client loses its connection, never a frame.
 
-Frames are serialised once per publish; the per-connection `seq` is spliced in by the writer.
+A frame is serialised once, where it is built, with its `seq` (the frame's id, the same for
+every client): every client is handed the very same string. A writer takes every frame its
+client has queued at once and sends them back to back (see `Subscription.next_batch`).
 """
 
 from __future__ import annotations
@@ -27,26 +29,31 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A frame ready to send, without its `seq`: `body` is the JSON object's members."""
+    """A frame ready to send: `text` is its whole JSON, `seq` included, encoded once."""
 
     type: str
     run_id: str | None
-    body: str
+    id: int
+    text: str
 
     @classmethod
     def build(
-        cls, type_: str, run_id: str | None, timestamp: datetime, data: dict[str, Any]
+        cls, type_: str, run_id: str | None, timestamp: datetime, data: dict[str, Any], *, id: int
     ) -> Frame:
-        encoded = json.dumps(
-            {"type": type_, "run_id": run_id, "timestamp": timestamp.isoformat(), "data": data},
+        """`id` becomes the frame's `seq`: the caller assigns it (increasing, one per frame)."""
+        text = json.dumps(
+            {
+                "seq": id,
+                "type": type_,
+                "run_id": run_id,
+                "timestamp": timestamp.isoformat(),
+                "data": data,
+            },
             separators=(",", ":"),
             ensure_ascii=False,
             default=str,
         )
-        return cls(type=type_, run_id=run_id, body=encoded[1:])
-
-    def encode(self, seq: int) -> str:
-        return f'{{"seq":{seq},{self.body}'
+        return cls(type=type_, run_id=run_id, id=id, text=text)
 
 
 class TooManyClientsError(Exception):
@@ -67,7 +74,6 @@ class Subscription:
         self.queued_bytes = 0
         self.closing = asyncio.Event()
         self.close_reason: tuple[int, str] | None = None
-        self._seq = 0
 
     @property
     def closed(self) -> bool:
@@ -78,7 +84,7 @@ class Subscription:
         closes it with 1013)."""
         if self.closed:
             return False
-        size = len(frame.body)
+        size = len(frame.text)
         # The first frame always fits, however large: a lone snapshot is never refused.
         if self.queued_bytes and self.queued_bytes + size > self._max_bytes:
             self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
@@ -103,13 +109,32 @@ class Subscription:
         self.closing.set()
 
     async def next_text(self) -> str | None:
-        """The next frame encoded with this connection's next `seq`; None once closed."""
+        """The next frame's text; None once closed."""
         frame = await self._queue.get()
         if frame is None:
             return None
-        self.queued_bytes = max(0, self.queued_bytes - len(frame.body))
-        self._seq += 1
-        return frame.encode(self._seq)
+        self.queued_bytes = max(0, self.queued_bytes - len(frame.text))
+        return frame.text
+
+    async def next_batch(self, limit: int = 64) -> list[str] | None:
+        """Wait for the next frame, then take every frame already queued behind it (at most
+        `limit`), so a writer that fell behind catches up in one wake-up; None once closed
+        (frames taken before the close are still returned first)."""
+        frame = await self._queue.get()
+        if frame is None:
+            return None
+        texts = [frame.text]
+        size = len(frame.text)
+        queue = self._queue
+        while len(texts) < limit and not queue.empty():
+            frame = queue.get_nowait()
+            if frame is None:
+                queue.put_nowait(None)  # keep the close marker for the next call
+                break
+            texts.append(frame.text)
+            size += len(frame.text)
+        self.queued_bytes = max(0, self.queued_bytes - size)
+        return texts
 
     @property
     def pending(self) -> int:

@@ -39,7 +39,22 @@ def test_events_build_the_snapshot_and_duplicates_are_dropped() -> None:
     assert view.apply(_event(run, 2, "log", {"lines": [_log("controller", "hi")]})) is None
     snapshot = view.snapshot()
     assert snapshot.type == "snapshot" and snapshot.run_id == run.run_id
-    assert '"active":true' in snapshot.body and '"message":"hi"' in snapshot.body
+    assert '"active":true' in snapshot.text and '"message":"hi"' in snapshot.text
+
+
+def test_frame_ids_increase_by_one_and_the_snapshot_carries_the_last_included() -> None:
+    view = LiveView()
+    run = _run("r000000000001", status=RunStatus.RUNNING)
+    assert view.snapshot().id == 0
+    first = view.apply(_event(run, 1, "status", {"status": "running"}))
+    assert view.apply(_event(run, 1, "status", {"status": "running"})) is None  # no id used
+    second = view.apply(_event(run, 2, "log", {"lines": [_log("controller", "hi")]}))
+    assert first is not None and second is not None
+    assert (first.id, second.id) == (1, 2)
+    snapshot = view.snapshot()
+    assert snapshot.id == 2 and snapshot.text.startswith('{"seq":2,')
+    third = view.apply(_event(run, 3, "log", {"lines": [_log("controller", "more")]}))
+    assert third is not None and third.id == 3 and third.text.startswith('{"seq":3,')
 
 
 def test_a_late_event_of_an_older_run_never_replaces_the_newer_one() -> None:
