@@ -5,6 +5,9 @@ script ...`), in `<work_root>/<run_id>/<task>/`, with the same dependencies as d
 GENERATE (i) all in parallel, ANALYZE (i) as soon as GENERATE (i) is done, REPORT after every
 ANALYZE; `report.json` is then published (atomically) to `<results_root>/<run_id>/`.
 
+A step's process is started when the step becomes runnable, in a worker thread (see
+`child.spawn`): starting a run of twelve batches never blocks the event loop on twelve forks.
+
 Each run is driven by one named asyncio task owned by the executor. Every subprocess runs in
 its own session (process group), so cancelling a run, a failing step or `close()` can signal
 the whole group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
@@ -35,6 +38,7 @@ from nextflow_k8s_service.executors.base import (
     TaskChanged,
     task_source,
 )
+from nextflow_k8s_service.executors.child import Child, spawn
 from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState
 
 logger = logging.getLogger(__name__)
@@ -58,7 +62,7 @@ class _Run:
         self.spec = spec
         self.work_dir = work_dir
         self.queue: asyncio.Queue[ExecutorEvent] = asyncio.Queue()
-        self.procs: set[asyncio.subprocess.Process] = set()
+        self.procs: set[Child] = set()
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
         self.running = False
@@ -286,17 +290,11 @@ class LocalExecutor:
         script = self._bin_dir / SCRIPTS[process]
         try:
             cwd.mkdir(exist_ok=True)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(script),
-                *args,
+            proc = await spawn(
+                [sys.executable, str(script), *args],
                 cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                limit=LINE_LIMIT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                limit=LINE_LIMIT,
             )
         except OSError as exc:
             run.task_state(process, index, TaskState.FAILED)
@@ -305,9 +303,6 @@ class LocalExecutor:
         run.task_state(process, index, TaskState.RUNNING)
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         try:
-            # Both are pipes (PIPE above); the asserts only narrow the types.
-            assert proc.stdout is not None
-            assert proc.stderr is not None
             await asyncio.gather(
                 _pump(run, source, proc.stdout, None), _pump(run, source, proc.stderr, tail)
             )
@@ -387,7 +382,7 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-def _signal_group(proc: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+def _signal_group(proc: Child, signum: signal.Signals) -> None:
     # The task is its session's leader, so its pid is the process group id. Right after the
     # spawn the child may not have called setsid() yet: then signal it directly.
     try:
@@ -399,7 +394,7 @@ def _signal_group(proc: asyncio.subprocess.Process, signum: signal.Signals) -> N
         logger.warning("cannot signal process group %d", proc.pid)
 
 
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
+async def _terminate(proc: Child) -> None:
     """SIGTERM the task's process group, SIGKILL it after the grace period; reap the task."""
     if proc.returncode is not None:
         return
