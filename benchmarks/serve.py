@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from benchmarks.frames import END_INDEX, frame_data, line_pool
 from nextflow_k8s_service.api.stream import MAX_INCOMING_MESSAGE_BYTES
 
@@ -296,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         runner = serve_baseline
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner())
+        # Both servers on uvloop, the loop uvicorn picks for the service in production.
+        uvloop.run(runner())
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """The WebSocket client harness, run as its own process (one event loop for all clients).
 
     python -m benchmarks.ws_clients URL --clients 100 [--stalled 1] [--idle] [--deadline S]
+                                        [--client raw|websockets]
 
-Opens the healthy clients (websockets' client, per-message deflate offered as browsers do) and,
+Opens the healthy clients (by default the minimal `raw_ws` client without compression, the
+same for every server; `--client websockets` uses websockets' client, offering per-message
+deflate as browsers do unless `--no-deflate`) and,
 with `--stalled`, clients that stop reading: a socket with a small fixed SO_RCVBUF (loopback
 would otherwise auto-tune it to tens of MB) and `max_queue=1`, so the library stops reading
 after one message and the server's sends back up, as on a slow link. Prints `READY` once every
@@ -30,6 +33,7 @@ from urllib.parse import urlparse
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from benchmarks import raw_ws
 from benchmarks.frames import END_INDEX
 from benchmarks.stats import percentile
 
@@ -49,24 +53,74 @@ class Tally:
         self.close_codes: dict[str, int] = {}
 
 
+def _record(tally: Tally, message: bytes) -> bool:
+    """Count one received frame; True for the end marker."""
+    now = time.monotonic()
+    match = STAMP.search(message, 0, 300)
+    if match is None:
+        return False
+    if int(match.group(2)) == END_INDEX:
+        tally.finished += 1
+        return True
+    sent = float(match.group(1))
+    tally.latencies.append((now - sent) * 1000)
+    tally.frames += 1
+    tally.first_recv = min(tally.first_recv, now)
+    tally.first_sent = min(tally.first_sent, sent)
+    tally.last_recv = now
+    return False
+
+
+class _RawHealthy:
+    """A raw client: its first frame (snapshot or hello) opens it, then every frame counts."""
+
+    def __init__(self, tally: Tally) -> None:
+        loop = asyncio.get_running_loop()
+        self.tally = tally
+        self.first: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.client: raw_ws.RawClient | None = None
+
+    def on_message(self, message: bytes) -> None:
+        if not self.first.done():
+            self.first.set_result(None)
+            return
+        if _record(self.tally, message) and not self.done.done():
+            self.done.set_result(None)
+
+    async def run(self, deadline: float) -> None:
+        assert self.client is not None
+        ended = asyncio.ensure_future(asyncio.shield(self.client.closed))
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                await asyncio.wait([self.done, ended], return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            self.tally.close_codes["deadline"] = self.tally.close_codes.get("deadline", 0) + 1
+            return
+        finally:
+            ended.cancel()
+        if not self.done.done():
+            code = str(self.client.closed.result())
+            self.tally.close_codes[code] = self.tally.close_codes.get(code, 0) + 1
+
+
+async def _open_raw(url: str, tally: Tally) -> _RawHealthy:
+    parsed = urlparse(url)
+    healthy = _RawHealthy(tally)
+    healthy.client = await raw_ws.connect(
+        parsed.hostname or "127.0.0.1", parsed.port or 80, parsed.path, healthy.on_message
+    )
+    await healthy.first
+    return healthy
+
+
 async def _healthy(connection: ClientConnection, tally: Tally, deadline: float) -> None:
     try:
         while True:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 message = await connection.recv(decode=False)
-            now = time.monotonic()
-            match = STAMP.search(message, 0, 300)
-            if match is None:
-                continue
-            if int(match.group(2)) == END_INDEX:
-                tally.finished += 1
+            if _record(tally, message):
                 return
-            sent = float(match.group(1))
-            tally.latencies.append((now - sent) * 1000)
-            tally.frames += 1
-            tally.first_recv = min(tally.first_recv, now)
-            tally.first_sent = min(tally.first_sent, sent)
-            tally.last_recv = now
     except ConnectionClosed as closed:
         code = str(closed.rcvd.code if closed.rcvd else "none")
         tally.close_codes[code] = tally.close_codes.get(code, 0) + 1
@@ -102,25 +156,35 @@ async def _drain_stalled(connection: ClientConnection, seconds: float) -> dict[s
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     healthy: list[ClientConnection] = []
+    raw: list[_RawHealthy] = []
     stalled: list[ClientConnection] = []
-    compression = None if args.no_deflate else "deflate"
+    compression = None if args.no_deflate or args.client == "raw" else "deflate"
+    tally = Tally()
     async with asyncio.timeout(CONNECT_TIMEOUT):
         for _ in range(args.clients):
+            if args.client == "raw":
+                raw.append(await _open_raw(args.url, tally))
+                continue
             connection = await connect(args.url, max_size=None, compression=compression)
             await connection.recv()  # the snapshot (ours) or hello (baseline)
             healthy.append(connection)
         for _ in range(args.stalled):
             stalled.append(await _stalled_connect(args.url, compression))
     print("READY", flush=True)
-    tally = Tally()
     try:
         if args.idle:
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         else:
             deadline = time.monotonic() + args.deadline
-            await asyncio.gather(*(_healthy(c, tally, deadline) for c in healthy))
+            await asyncio.gather(
+                *(_healthy(c, tally, deadline) for c in healthy),
+                *(r.run(deadline) for r in raw),
+            )
         stalled_codes = [await _drain_stalled(c, args.drain) for c in stalled]
     finally:
+        for client in raw:
+            if client.client is not None:
+                client.client.close()
         for connection in healthy + stalled:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
@@ -152,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stalled", type=int, default=0)
     parser.add_argument("--idle", action="store_true")
     parser.add_argument("--no-deflate", action="store_true", help="do not offer compression")
+    parser.add_argument(
+        "--client", choices=("raw", "websockets"), default="raw", help="healthy clients' code"
+    )
     parser.add_argument("--deadline", type=float, default=120.0)
     parser.add_argument("--drain", type=float, default=20.0, help="stalled clients' drain (s)")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -61,15 +62,19 @@ class TooManyClientsError(Exception):
 
 
 class Subscription:
-    """One client's queue. The writer awaits `next_text()`; the broadcaster feeds it with
+    """One client's queue. The writer awaits `next_batch()`; the broadcaster feeds it with
     `offer()` and never waits. `closing` is set once the client must be closed, with
     `close_reason` saying how, so a writer blocked on a stalled socket can be interrupted.
 
     The queue is bounded twice: in frames (`maxsize`) and in bytes (`max_bytes`), so what a
-    client that stops reading can pin does not depend on how large frames are."""
+    client that stops reading can pin does not depend on how large frames are. It is a plain
+    deque with one waiter future (one writer per subscription): cheaper per frame and per
+    client than an `asyncio.Queue`."""
 
     def __init__(self, maxsize: int, max_bytes: int = 4 * 1024 * 1024) -> None:
-        self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=maxsize)
+        self._frames: deque[Frame] = deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
         self._max_bytes = max_bytes
         self.queued_bytes = 0
         self.closing = asyncio.Event()
@@ -86,59 +91,70 @@ class Subscription:
             return False
         size = len(frame.text)
         # The first frame always fits, however large: a lone snapshot is never refused.
-        if self.queued_bytes and self.queued_bytes + size > self._max_bytes:
+        if (self.queued_bytes and self.queued_bytes + size > self._max_bytes) or len(
+            self._frames
+        ) >= self._maxsize:
             self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
             return False
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
-            return False
+        self._frames.append(frame)
         self.queued_bytes += size
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def close(self, code: int, reason: str) -> None:
         """Drop everything queued (freeing what the client pinned) and signal `closing`."""
         if self.closed:
             return
         self.close_reason = (code, reason)
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._frames.clear()
         self.queued_bytes = 0
-        self._queue.put_nowait(None)
+        self._wake()
         self.closing.set()
+
+    async def _wait(self) -> bool:
+        """Wait until a frame is queued; False once closed."""
+        while not self._frames:
+            if self.closed:
+                return False
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return True
 
     async def next_text(self) -> str | None:
         """The next frame's text; None once closed."""
-        frame = await self._queue.get()
-        if frame is None:
+        if not await self._wait():
             return None
+        frame = self._frames.popleft()
         self.queued_bytes = max(0, self.queued_bytes - len(frame.text))
         return frame.text
 
     async def next_batch(self, limit: int = 64) -> list[str] | None:
-        """Wait for the next frame, then take every frame already queued behind it (at most
-        `limit`), so a writer that fell behind catches up in one wake-up; None once closed
-        (frames taken before the close are still returned first)."""
-        frame = await self._queue.get()
-        if frame is None:
+        """Wait for a frame, then take it and every frame queued behind it (at most `limit`),
+        so a writer that fell behind catches up in one wake-up; None once closed."""
+        if not await self._wait():
             return None
-        texts = [frame.text]
-        size = len(frame.text)
-        queue = self._queue
-        while len(texts) < limit and not queue.empty():
-            frame = queue.get_nowait()
-            if frame is None:
-                queue.put_nowait(None)  # keep the close marker for the next call
-                break
-            texts.append(frame.text)
-            size += len(frame.text)
+        frames = self._frames
+        if len(frames) == 1:
+            frame = frames.popleft()
+            self.queued_bytes = max(0, self.queued_bytes - len(frame.text))
+            return [frame.text]
+        texts: list[str] = []
+        size = 0
+        while frames and len(texts) < limit:
+            text = frames.popleft().text
+            texts.append(text)
+            size += len(text)
         self.queued_bytes = max(0, self.queued_bytes - size)
         return texts
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._frames)
 
 
 class Broadcaster:
