@@ -1,8 +1,9 @@
 """`uv run python -m benchmarks [--smoke] [--only N ...] [--output-dir DIR]`.
 
 Runs the figures in order (1 fan-out, 2 slow client, 3 run overhead, 4 API, 5 Kubernetes API
-cost, 6 idle memory) and writes `results.json` and `RESULTS.md` to the output directory
-(default: this package's directory). A figure that fails is recorded as not measured, with the
+cost, 6 idle memory, 7 WebSocket implementations, 8 client scaling, 9 run start and loop lag)
+and writes `results.json` and `RESULTS.md` to the output directory (default: this package's
+directory). A figure that fails is recorded as not measured, with the
 error, and the others still run.
 """
 
@@ -23,17 +24,23 @@ from benchmarks.fanout import figure_fanout, figure_idle_memory, figure_slow_cli
 from benchmarks.k8s_cost import figure_k8s_cost
 from benchmarks.report import machine, render
 from benchmarks.run_overhead import figure_run_overhead
+from benchmarks.scaling import figure_client_scaling, figure_start, figure_ws_impls
 from benchmarks.sizes import FULL, SMOKE, Sizes
 
 HERE = Path(__file__).resolve().parent
 
-FIGURES: dict[str, tuple[str, Callable[[Sizes], Awaitable[dict[str, Any]]]]] = {
+FigureFn = Callable[[Sizes], Awaitable[dict[str, Any]]]
+
+FIGURES: dict[str, tuple[str, FigureFn]] = {
     "1": ("fanout", figure_fanout),
     "2": ("slow_client", figure_slow_client),
     "3": ("run_overhead", figure_run_overhead),
     "4": ("api", figure_api),
     "5": ("k8s_cost", figure_k8s_cost),
     "6": ("idle_memory", figure_idle_memory),
+    "7": ("ws_impls", figure_ws_impls),
+    "8": ("client_scaling", figure_client_scaling),
+    "9": ("start", figure_start),
 }
 
 #: The figures' headline numbers: each must be a finite number in a successful run.
@@ -67,6 +74,19 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     ),
     "k8s_cost": ("short_requests", "long_requests", "requests_ratio"),
     "idle_memory": ("rss_none_mb", "rss_clients_mb", "per_client_kb"),
+    "ws_impls": (
+        "websockets_cpu_us_per_delivery",
+        "websockets_sansio_cpu_us_per_delivery",
+        "wsproto_cpu_us_per_delivery",
+    ),
+    "client_scaling": (
+        "largest_clients",
+        "largest_refused",
+        "largest_cpu_percent",
+        "largest_p99_ms",
+        "largest_rss_per_client_kb",
+    ),
+    "start": ("accept_ms_smallest", "accept_ms_largest", "accept_ratio", "lag_max_ms_largest"),
 }
 
 
@@ -80,28 +100,35 @@ def _finite(result: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     return bad
 
 
+async def _figure(number: str, name: str, figure: FigureFn, sizes: Sizes) -> dict[str, Any]:
+    print(f"figure {number} ({name}) ...", flush=True)
+    figure_started = time.monotonic()
+    try:
+        result = await figure(sizes)
+        bad = _finite(result, HEADLINES[name])
+        result["measured"] = not bad
+        if bad:
+            result["not_measured_reason"] = f"no finite value for {', '.join(bad)}"
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"measured": False, "not_measured_reason": f"{type(exc).__name__}: {exc}"}
+    result["seconds"] = time.monotonic() - figure_started
+    print(f"figure {number} ({name}) done in {result['seconds']:.1f}s", flush=True)
+    return result
+
+
 async def run(sizes: Sizes, only: list[str]) -> dict[str, Any]:
+    """Every figure in turn; in smoke mode all at once (the numbers mean nothing there, and
+    the smoke run is part of the test suite, which must stay quick)."""
     results: dict[str, Any] = {"mode": "smoke" if sizes is SMOKE else "full"}
     results["machine_before"] = machine()
-    results["figures"] = {}
     started = time.monotonic()
-    for number, (name, figure) in FIGURES.items():
-        if only and number not in only:
-            continue
-        print(f"figure {number} ({name}) ...", flush=True)
-        figure_started = time.monotonic()
-        try:
-            result = await figure(sizes)
-            bad = _finite(result, HEADLINES[name])
-            result["measured"] = not bad
-            if bad:
-                result["not_measured_reason"] = f"no finite value for {', '.join(bad)}"
-        except Exception as exc:
-            traceback.print_exc()
-            result = {"measured": False, "not_measured_reason": f"{type(exc).__name__}: {exc}"}
-        result["seconds"] = time.monotonic() - figure_started
-        results["figures"][name] = result
-        print(f"figure {number} ({name}) done in {result['seconds']:.1f}s", flush=True)
+    chosen = [(n, name, fn) for n, (name, fn) in FIGURES.items() if not only or n in only]
+    if sizes is SMOKE:
+        done = await asyncio.gather(*(_figure(n, name, fn, sizes) for n, name, fn in chosen))
+    else:
+        done = [await _figure(n, name, fn, sizes) for n, name, fn in chosen]
+    results["figures"] = {name: result for (_, name, _), result in zip(chosen, done, strict=True)}
     results["total_seconds"] = time.monotonic() - started
     results["machine_after"] = machine()
     return results

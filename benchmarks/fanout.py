@@ -28,10 +28,13 @@ async def fanout_run(
     stalled: int = 0,
     drain: float = 20.0,
     deflate: bool = True,
+    server_args: tuple[str, ...] = (),
+    measure_empty: bool = False,
 ) -> dict[str, Any]:
     """One fresh server, one client process; publish `count` frames; what each side saw."""
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as workspace:
-        async with procs.fanout_server(kind, Path(workspace)) as server:
+        async with procs.fanout_server(kind, Path(workspace), *server_args) as server:
+            empty = await procs.settled_rss(server.pid, samples=3) if measure_empty else 0
             args = ["--clients", str(clients), "--stalled", str(stalled), "--drain", str(drain)]
             if not deflate:
                 args.append("--no-deflate")
@@ -51,6 +54,7 @@ async def fanout_run(
         "publish": published,
         "clients": seen,
         "server_cpu_seconds": cpu,
+        "rss_empty_bytes": empty,
         "rss_before_bytes": before,
         "rss_peak_bytes": sampler.peak,
         "rss_growth_bytes": max(sampler.peak - before, 0),

@@ -61,6 +61,7 @@ class RawClient(asyncio.Protocol):
             del self._buffer[: end + 4]
             if b" 101 " not in status:
                 self._finish(None, RawClosedError(None), f"handshake refused: {status!r}")
+                self._buffer.clear()
                 return
             self._handshaken = True
             self.opened.set_result(None)
@@ -112,6 +113,7 @@ class RawClient(asyncio.Protocol):
     def _finish(self, code: int | None, error: Exception | None, reason: str | None) -> None:
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(reason or "closed during the handshake"))
+            self.opened.exception()  # retrieved: a refusal is reported by `connect`
         if not self.closed.done():
             self.closed.set_result(code)
         if error is not None and self.transport is not None:

@@ -13,6 +13,8 @@ Both print `{"port": P}` once listening, then answer commands read from stdin:
   Without one, frames go out as fast as the server accepts them: the publisher waits while the
   slowest client is `window` frames behind, since the service's broadcaster never waits and
   would otherwise close every client with 1013. Answers with what happened.
+- `{"cmd": "lag_start"}` / `{"cmd": "lag_stop"}`: run the event-loop lag probe in between;
+  `lag_stop` answers with the largest and the 99th-percentile lateness of its wake-ups.
 - `{"cmd": "quit"}` (or end of input): shut down.
 
 Frames are injected in the server's own event loop through `Broadcaster.publish` (our server)
@@ -165,7 +167,9 @@ class OursTarget(Target):
         )
 
 
-async def serve_ours(workspace: Path, queue_frames: int | None) -> None:
+async def serve_ours(
+    workspace: Path, queue_frames: int | None, ws: str | None, default_limits: bool, pace: float
+) -> None:
 
     from nextflow_k8s_service.config import load_settings
     from nextflow_k8s_service.main import create_app
@@ -173,10 +177,10 @@ async def serve_ours(workspace: Path, queue_frames: int | None) -> None:
 
     overrides: dict[str, Any] = {
         "workspace_dir": workspace,
-        "demo_generate_seconds": 0,
+        "demo_generate_seconds": pace,
         "demo_analyze_seconds": 0,
         "log_level": "WARNING",
-        **RATE_LIMITS,
+        **({} if default_limits else RATE_LIMITS),
     }
     if queue_frames:
         overrides["websocket_queue_frames"] = queue_frames
@@ -184,7 +188,8 @@ async def serve_ours(workspace: Path, queue_frames: int | None) -> None:
     app = create_app(settings)
     sock = _listen()
     # The shipped uvicorn configuration (server_config), as the console script uses it.
-    config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=5)
+    extra = {"ws": ws} if ws else {}
+    config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=5, **extra)
     server = ServiceServer(config, app=app)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
     while not server.started:
@@ -266,7 +271,40 @@ def _listen() -> socket.socket:
     return sock
 
 
+class LagProbe:
+    """Wakes up every `interval` seconds and records how late each wake-up was: whatever
+    holds the event loop (a blocking call, a long stretch of work) shows as lateness. On a
+    shared machine the lateness also includes time the process waited for a core."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self._interval = interval
+        self._late: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._late = []
+        self._task = asyncio.create_task(self._run(), name="lag-probe")
+
+    async def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        late = sorted(self._late)
+        p99 = late[min(len(late) - 1, int(len(late) * 0.99))] if late else 0.0
+        return {"samples": len(late), "max_ms": max(late, default=0.0) * 1000, "p99_ms": p99 * 1000}
+
+    async def _run(self) -> None:
+        # perf_counter, not loop.time(): uvloop's clock has a resolution of 1 ms.
+        while True:
+            due = time.perf_counter() + self._interval
+            await asyncio.sleep(self._interval)
+            self._late.append(max(0.0, time.perf_counter() - due))
+
+
 async def _control(target: Target, port: int) -> None:
+    probe = LagProbe()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -277,6 +315,11 @@ async def _control(target: Target, port: int) -> None:
             return
         if command["cmd"] == "publish":
             _reply(await publish(target, command))
+        elif command["cmd"] == "lag_start":
+            probe.start()
+            _reply({"started": True})
+        elif command["cmd"] == "lag_stop":
+            _reply(await probe.stop())
         else:
             _reply({"error": f"unknown command {command['cmd']!r}"})
 
@@ -291,10 +334,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("kind", choices=("ours", "baseline"))
     parser.add_argument("--workspace", type=Path, default=Path(".workspace-bench"))
     parser.add_argument("--queue-frames", type=int, default=None)
+    parser.add_argument(
+        "--ws",
+        choices=("websockets", "websockets-sansio", "wsproto"),
+        default=None,
+        help="uvicorn's WebSocket implementation (default: the service's own choice)",
+    )
+    parser.add_argument(
+        "--pace", type=float, default=0.0, help="DEMO_GENERATE_SECONDS of runs started"
+    )
+    parser.add_argument(
+        "--default-limits",
+        action="store_true",
+        help="keep the service's default connection limits (no raised rate limits)",
+    )
     args = parser.parse_args(argv)
     runner: Callable[[], Any]
     if args.kind == "ours":
-        runner = lambda: serve_ours(args.workspace, args.queue_frames)  # noqa: E731
+        runner = lambda: serve_ours(  # noqa: E731
+            args.workspace, args.queue_frames, args.ws, args.default_limits, args.pace
+        )
     else:
         runner = serve_baseline
     with contextlib.suppress(KeyboardInterrupt):

@@ -22,6 +22,12 @@ class Sizes:
     api_warmup_seconds: float
     k8s_short_seconds: float  # figure 5
     k8s_long_seconds: float
+    scaling_clients: tuple[int, ...]  # figure 8
+    scaling_rate: float  # frames/s of figure 8 (the demo's rate)
+    scaling_seconds: float
+    start_batches: tuple[int, ...]  # figure 9
+    start_repeats: int
+    concurrent: bool = False  # runs of one figure at once (smoke: only the harness is checked)
 
 
 FULL = Sizes(
@@ -40,6 +46,11 @@ FULL = Sizes(
     api_warmup_seconds=1,
     k8s_short_seconds=10,
     k8s_long_seconds=60,
+    scaling_clients=(100, 300, 1000),
+    scaling_rate=20,
+    scaling_seconds=10,
+    start_batches=(1, 6, 12),
+    start_repeats=3,
 )
 
 SMOKE = Sizes(
@@ -58,4 +69,10 @@ SMOKE = Sizes(
     api_warmup_seconds=0.1,
     k8s_short_seconds=0.3,
     k8s_long_seconds=0.9,
+    scaling_clients=(3, 6),
+    scaling_rate=20,
+    scaling_seconds=0.3,
+    start_batches=(1, 2),
+    start_repeats=1,
+    concurrent=True,
 )

@@ -51,6 +51,7 @@ class Tally:
         self.first_sent = float("inf")
         self.finished = 0
         self.close_codes: dict[str, int] = {}
+        self.refused = 0
 
 
 def _record(tally: Tally, message: bytes) -> bool:
@@ -104,13 +105,22 @@ class _RawHealthy:
             self.tally.close_codes[code] = self.tally.close_codes.get(code, 0) + 1
 
 
-async def _open_raw(url: str, tally: Tally) -> _RawHealthy:
+async def _open_raw(url: str, tally: Tally) -> _RawHealthy | None:
+    """A connected client that got its first frame; None (counted as refused) if the server
+    refused the handshake or closed the connection before a first frame."""
     parsed = urlparse(url)
     healthy = _RawHealthy(tally)
-    healthy.client = await raw_ws.connect(
-        parsed.hostname or "127.0.0.1", parsed.port or 80, parsed.path, healthy.on_message
-    )
-    await healthy.first
+    try:
+        healthy.client = await raw_ws.connect(
+            parsed.hostname or "127.0.0.1", parsed.port or 80, parsed.path, healthy.on_message
+        )
+    except ConnectionError:
+        tally.refused += 1
+        return None
+    await asyncio.wait([healthy.first, healthy.client.closed], return_when=asyncio.FIRST_COMPLETED)
+    if not healthy.first.done():
+        tally.refused += 1
+        return None
     return healthy
 
 
@@ -163,7 +173,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with asyncio.timeout(CONNECT_TIMEOUT):
         for _ in range(args.clients):
             if args.client == "raw":
-                raw.append(await _open_raw(args.url, tally))
+                opened = await _open_raw(args.url, tally)
+                if opened is not None:
+                    raw.append(opened)
                 continue
             connection = await connect(args.url, max_size=None, compression=compression)
             await connection.recv()  # the snapshot (ours) or hello (baseline)
@@ -192,7 +204,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     span = tally.last_recv - tally.first_sent if tally.frames else 0.0
     return {
-        "clients": args.clients,
+        "clients": args.clients - tally.refused,
+        "refused": tally.refused,
         "stalled": args.stalled,
         "frames": tally.frames,
         "finished_clients": tally.finished,
