@@ -88,9 +88,7 @@ async def _line(proc: asyncio.subprocess.Process, timeout: float) -> bytes:
     return line
 
 
-async def runs(
-    concurrent: bool, factories: list[Callable[[], Awaitable[T]]]
-) -> list[T]:
+async def runs(concurrent: bool, factories: list[Callable[[], Awaitable[T]]]) -> list[T]:
     """Await each factory's run in turn, or all at once when `concurrent` (smoke mode, where
     the numbers mean nothing and only the harness is checked)."""
     if concurrent:

@@ -1,6 +1,7 @@
 """A server process for the fan-out figures, driven over stdin/stdout (one JSON object a line).
 
     python -m benchmarks.serve ours --workspace DIR      # create_app(settings) under uvicorn
+    python -m benchmarks.serve lines --workspace DIR     # the same, fed a step's printed lines
     python -m benchmarks.serve baseline                  # bare websockets + websockets.broadcast
 
 Both print `{"port": P}` once listening, then answer commands read from stdin:
@@ -19,7 +20,11 @@ Both print `{"port": P}` once listening, then answer commands read from stdin:
 
 Frames are injected in the server's own event loop through `Broadcaster.publish` (our server)
 or `websockets.broadcast` (the baseline), so both pay the same per-publish JSON encoding and the
-figures measure the fan-out path, not an executor.
+figures measure the fan-out path, not an executor. `lines` instead feeds each frame's 50 lines
+as the executor reports a step's output (`LogEmitted` events) into a real `RunSession`: the
+whole line path (cut into 50-line frames, kept in the store, relayed, applied to the live view,
+encoded, fanned out) is measured end to end. The send time then travels in the first line's
+message (`sent=<t> index=<i> ...`).
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ from typing import Any
 import uvloop
 
 from benchmarks.frames import END_INDEX, frame_data, line_pool
-from nextflow_k8s_service.api.stream import MAX_INCOMING_MESSAGE_BYTES
 
 HOST = "127.0.0.1"
+# The service's MAX_INCOMING_MESSAGE_BYTES, for the baseline too (not imported from the service:
+# the bare server must not pay for importing FastAPI).
+MAX_INCOMING_MESSAGE_BYTES = 4096
 PUBLISH_DEADLINE_SECONDS = 300.0
 # All benchmark clients share one address: per-client limits high enough never to refuse, so
 # the limiter still runs (and costs what it costs) but the figures measure the work.
@@ -167,8 +174,77 @@ class OursTarget(Target):
         )
 
 
+class LinesTarget(OursTarget):
+    """Feeds log lines into a `RunSession` of a run held in the service's own store."""
+
+    def __init__(self, app: Any) -> None:
+        from nextflow_k8s_service.executors.base import LogEmitted
+
+        super().__init__(app)
+        self._log_emitted = LogEmitted
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._session_task: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        from nextflow_k8s_service.models import RunRecord, new_run_id
+        from nextflow_k8s_service.services.run_session import RunSession
+
+        services = self._app.state.services
+        store = services.manager._store  # the harness peeks, as for the subscriptions
+        acquired = await store.acquire(
+            RunRecord(run_id=new_run_id(), batch_count=1, executor="benchmark")
+        )
+        session = RunSession(
+            record=acquired.run,
+            executor=_QueueExecutor(self._events),
+            store=store,
+            metrics=services.metrics,
+            results_root=services.settings.results_root,
+        )
+        self._session_task = asyncio.create_task(session.run(), name="bench-session")
+
+    async def stop(self) -> None:
+        if self._session_task is not None:
+            self._session_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._session_task
+
+    def send(self, index: int, lines: list[list[dict[str, str]]], sent: float) -> None:
+        emit = self._events.put_nowait
+        stamp = f"sent={sent!r} index={index}"
+        if index == END_INDEX:
+            emit(self._log_emitted(source="controller", message=stamp))
+            return
+        chosen = lines[index % len(lines)]
+        for number, line in enumerate(chosen):
+            message = f"{stamp} {line['message']}" if number == 0 else line["message"]
+            emit(self._log_emitted(source=line["source"], message=message))
+
+    def backlog(self) -> float:
+        return super().backlog() + self._events.qsize() / 50
+
+
+class _QueueExecutor:
+    """Just enough of an executor for a `RunSession`: its events come from a queue."""
+
+    def __init__(self, events: asyncio.Queue[Any]) -> None:
+        self._events = events
+
+    async def events(self, run_id: str) -> Any:
+        while True:
+            yield await self._events.get()
+
+    async def cancel(self, run_id: str) -> None:
+        return None
+
+
 async def serve_ours(
-    workspace: Path, queue_frames: int | None, ws: str | None, default_limits: bool, pace: float
+    workspace: Path,
+    queue_frames: int | None,
+    ws: str | None,
+    default_limits: bool,
+    pace: float,
+    lines: bool = False,
 ) -> None:
 
     from nextflow_k8s_service.config import load_settings
@@ -198,7 +274,15 @@ async def serve_ours(
             raise RuntimeError("uvicorn exited during start-up")
         await asyncio.sleep(0.02)
     try:
-        await _control(OursTarget(app), sock.getsockname()[1])
+        if lines:
+            target = LinesTarget(app)
+            await target.start()
+            try:
+                await _control(target, sock.getsockname()[1])
+            finally:
+                await target.stop()
+        else:
+            await _control(OursTarget(app), sock.getsockname()[1])
     finally:
         server.should_exit = True
         await serving
@@ -257,7 +341,8 @@ async def serve_baseline() -> None:
             target.connections.discard(connection)
 
     sock = _listen()
-    async with serve(handler, sock=sock, max_size=MAX_INCOMING_MESSAGE_BYTES):
+    # No compression: the floor is the bare server sending frames as they are, as ours does.
+    async with serve(handler, sock=sock, max_size=MAX_INCOMING_MESSAGE_BYTES, compression=None):
         await _control(target, sock.getsockname()[1])
 
 
@@ -331,7 +416,7 @@ def _reply(message: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve")
-    parser.add_argument("kind", choices=("ours", "baseline"))
+    parser.add_argument("kind", choices=("ours", "lines", "baseline"))
     parser.add_argument("--workspace", type=Path, default=Path(".workspace-bench"))
     parser.add_argument("--queue-frames", type=int, default=None)
     parser.add_argument(
@@ -350,9 +435,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     runner: Callable[[], Any]
-    if args.kind == "ours":
+    if args.kind in ("ours", "lines"):
         runner = lambda: serve_ours(  # noqa: E731
-            args.workspace, args.queue_frames, args.ws, args.default_limits, args.pace
+            args.workspace,
+            args.queue_frames,
+            args.ws,
+            args.default_limits,
+            args.pace,
+            lines=args.kind == "lines",
         )
     else:
         runner = serve_baseline

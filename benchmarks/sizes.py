@@ -28,13 +28,14 @@ class Sizes:
     start_batches: tuple[int, ...]  # figure 9
     start_repeats: int
     concurrent: bool = False  # runs of one figure at once (smoke: only the harness is checked)
+    half_paced: bool = True  # figure 1's paced run at half the saturated rate
 
 
 FULL = Sizes(
     clients=100,
     repeats=2,
     saturation_frames=600,
-    paced_rate=200,
+    paced_rate=100,
     paced_seconds=5,
     stall_rate=100,
     stall_frames=1500,
@@ -69,10 +70,11 @@ SMOKE = Sizes(
     api_warmup_seconds=0.1,
     k8s_short_seconds=0.3,
     k8s_long_seconds=0.9,
-    scaling_clients=(3, 6),
+    scaling_clients=(4,),
     scaling_rate=20,
     scaling_seconds=0.3,
     start_batches=(1, 2),
     start_repeats=1,
     concurrent=True,
+    half_paced=False,
 )

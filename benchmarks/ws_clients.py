@@ -37,7 +37,9 @@ from benchmarks import raw_ws
 from benchmarks.frames import END_INDEX
 from benchmarks.stats import percentile
 
-STAMP = re.compile(rb'"sent":([0-9.eE+-]+),"index":(-?\d+)')
+# The send time: in the frame's data (injected frames), or in a line's message (a step's
+# printed lines, `benchmarks.serve lines`).
+STAMP = re.compile(rb'"sent":([0-9.eE+-]+),"index":(-?\d+)|sent=([0-9.eE+-]+) index=(-?\d+)')
 STALLED_RCVBUF = 32 * 1024
 CONNECT_TIMEOUT = 30.0
 
@@ -57,13 +59,14 @@ class Tally:
 def _record(tally: Tally, message: bytes) -> bool:
     """Count one received frame; True for the end marker."""
     now = time.monotonic()
-    match = STAMP.search(message, 0, 300)
+    match = STAMP.search(message, 0, 400)
     if match is None:
         return False
-    if int(match.group(2)) == END_INDEX:
+    sent_text, index_text = match.group(1, 2) if match.group(1) else match.group(3, 4)
+    if int(index_text) == END_INDEX:
         tally.finished += 1
         return True
-    sent = float(match.group(1))
+    sent = float(sent_text)
     tally.latencies.append((now - sent) * 1000)
     tally.frames += 1
     tally.first_recv = min(tally.first_recv, now)

@@ -38,6 +38,10 @@ def server_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn
         # Compression is per connection: with it on, every frame is deflated once per client,
         # which makes fan-out CPU-bound (see benchmarks/RESULTS.md). Log frames are small.
         "ws_per_message_deflate": False,
+        # Measured (benchmarks, figure 7): the sans-I/O implementation costs the least CPU per
+        # frame sent, and has no task of its own per connection; legacy `websockets` keeps
+        # three. Pinned so that an installed `wsproto` or a uvicorn upgrade cannot change it.
+        "ws": "websockets-sansio",
         "log_level": settings.log_level.lower(),
         "timeout_graceful_shutdown": 15,
     }
