@@ -13,8 +13,10 @@ log will supply these ids; this is the one place to swap.)
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from nextflow_k8s_service.models import LogLine, RelayMessage, RunDetail, RunRecord, utcnow
+from nextflow_k8s_service.services.log_streamer import wire_line
 from nextflow_k8s_service.services.state_store import RECENT_LOG_LINES
 from nextflow_k8s_service.utils.broadcaster import Frame
 
@@ -25,14 +27,17 @@ class LiveView:
     def __init__(self) -> None:
         self.run: RunDetail | None = None
         self.active = False
-        self.logs: deque[LogLine] = deque(maxlen=RECENT_LOG_LINES)
+        # Recent lines as they travel (`wire_line`): a snapshot sends them as they are.
+        self.logs: deque[dict[str, Any]] = deque(maxlen=RECENT_LOG_LINES)
         self._last_seq = 0
         self._origin: str | None = None
         self._completed = False
         self._frame_id = 0
+        self._snapshot: Frame | None = None
 
     def _next_frame_id(self) -> int:
         self._frame_id += 1
+        self._snapshot = None
         return self._frame_id
 
     def _is_older(self, message: RelayMessage) -> bool:
@@ -44,6 +49,7 @@ class LiveView:
 
     def seed(self, run: RunRecord | None, logs: list[LogLine], *, active: bool) -> None:
         """Start from the store's state (at start-up, or after the relay reconnected)."""
+        self._snapshot = None
         if run is None:
             self.run, self.active, self._last_seq = None, False, 0
             self.logs.clear()
@@ -61,7 +67,7 @@ class LiveView:
         self._origin = run.owner
         self._last_seq = run.event_seq
         self.logs.clear()
-        self.logs.extend(logs)
+        self.logs.extend(wire_line(line) for line in logs)
 
     def apply(self, message: RelayMessage) -> Frame | None:
         """Apply one relayed event; the frame to broadcast, or None for a stale duplicate."""
@@ -81,7 +87,7 @@ class LiveView:
         if message.run is not None:
             self.run = message.run
         if message.type == "log":
-            self.logs.extend(LogLine.model_validate(line) for line in message.data["lines"])
+            self.logs.extend(message.data["lines"])
         if message.type == "complete":
             self.active = False
             self._completed = True
@@ -92,10 +98,15 @@ class LiveView:
         )
 
     def snapshot(self) -> Frame:
+        """The current state as a `snapshot` frame. Built once per state and shared by every
+        client that connects until the next frame (a crowd connecting at once costs one)."""
+        if self._snapshot is not None:
+            return self._snapshot
         run_id = self.run.run_id if self.run is not None else None
         data = {
             "active": self.active,
             "run": self.run.model_dump(mode="json") if self.run is not None else None,
-            "logs": [line.model_dump(mode="json") for line in self.logs],
+            "logs": list(self.logs),
         }
-        return Frame.build("snapshot", run_id, utcnow(), data, id=self._frame_id)
+        self._snapshot = Frame.build("snapshot", run_id, utcnow(), data, id=self._frame_id)
+        return self._snapshot

@@ -25,7 +25,7 @@ from nextflow_k8s_service.executors.base import (
 )
 from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.models import FrameType, RelayMessage, RunRecord, RunStatus, utcnow
-from nextflow_k8s_service.services.log_streamer import LogStreamer
+from nextflow_k8s_service.services.log_streamer import LogStreamer, wire_line
 from nextflow_k8s_service.services.progress import ProgressTracker
 from nextflow_k8s_service.services.reports import read_report, summarize
 from nextflow_k8s_service.services.state_store import StateStore
@@ -153,7 +153,7 @@ class RunSession:
     async def _flush_logs(self) -> None:
         for lines in self._logs.take():
             await self._retry(self._store.append_logs, self.run_id, lines)
-            await self._emit("log", {"lines": [line.model_dump(mode="json") for line in lines]})
+            await self._emit("log", {"lines": [wire_line(line) for line in lines]})
 
     async def _send_progress(self, now: float) -> None:
         self._progress_dirty = False

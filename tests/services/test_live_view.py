@@ -94,3 +94,16 @@ def test_a_replica_taking_a_run_over_starts_its_own_sequence() -> None:
     assert view.apply(_event(taken, 12, "status", {"status": "unknown"}, "replica-b")) is not None
     assert view.apply(_event(taken, 13, "complete", {"status": "unknown"}, "replica-b"))
     assert view.active is False
+
+
+def test_one_snapshot_is_shared_until_the_state_changes() -> None:
+    view = LiveView()
+    run = _run("r000000000001", status=RunStatus.RUNNING)
+    view.apply(_event(run, 1, "log", {"lines": [_log("controller", "one")]}))
+    first = view.snapshot()
+    assert view.snapshot() is first  # a crowd connecting at once costs one encoding
+    view.apply(_event(run, 2, "log", {"lines": [_log("controller", "two")]}))
+    second = view.snapshot()
+    assert second is not first and '"message":"two"' in second.text and second.id == 2
+    view.seed(None, [], active=False)
+    assert view.snapshot().run_id is None
