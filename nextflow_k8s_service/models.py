@@ -284,7 +284,7 @@ class RelayMessage(BaseModel):
 
 
 class StreamFrame(BaseModel):
-    """One WebSocket frame (SPEC §5); `seq` is stamped per connection when it is sent."""
+    """One WebSocket frame (SPEC §5); `seq` is the frame's id, the same for every client."""
 
     type: FrameType
     run_id: str | None
