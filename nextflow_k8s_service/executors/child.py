@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 
 
@@ -88,14 +89,23 @@ class Child:
         return exited
 
 
-async def spawn(args: Sequence[str], *, cwd: Path, env: dict[str, str], limit: int) -> Child:
+async def spawn(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    limit: int,
+    starter: Executor | None = None,
+) -> Child:
     """Start `args` in its own session (process group) with stdin from /dev/null and stdout and
-    stderr piped; raises `OSError` if it cannot be started. If the caller is cancelled while
-    the child is being started, the child is killed and reaped before `CancelledError` goes on.
+    stderr piped; raises `OSError` if it cannot be started. `starter` is the thread pool that
+    runs `Popen` (default: the loop's); one thread is best: several would only compete with
+    the event loop for the GIL. If the caller is cancelled while the child is being started,
+    the child is killed and reaped before `CancelledError` goes on.
     """
     loop = asyncio.get_running_loop()
     starting = loop.run_in_executor(
-        None,
+        starter,
         lambda: subprocess.Popen(
             list(args),
             cwd=cwd,

@@ -25,6 +25,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -103,6 +104,8 @@ class LocalExecutor:
         self._bin_dir = settings.workflow_dir / "bin"
         self._runs: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # One thread starts every step's process, one after the other (see `child.spawn`).
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-spawn")
 
     async def start(self, spec: RunSpec) -> None:
         """Submit the run; raises `ExecutorStartError` if it cannot even be set up."""
@@ -174,11 +177,11 @@ class LocalExecutor:
             # A task already being cancelled is cleaning up; cancelling again would cut that short.
             if not task.cancelling():
                 task.cancel()
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=KILL_GRACE_SECONDS + CLOSE_SLACK_SECONDS)
-        for task in pending:
-            logger.error("local executor: %s did not stop in time", task.get_name())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=KILL_GRACE_SECONDS + CLOSE_SLACK_SECONDS)
+            for task in pending:
+                logger.error("local executor: %s did not stop in time", task.get_name())
+        self._starter.shutdown(wait=False, cancel_futures=True)
 
     # --- the run --------------------------------------------------------------------------
 
@@ -295,6 +298,7 @@ class LocalExecutor:
                 cwd=cwd,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 limit=LINE_LIMIT,
+                starter=self._starter,
             )
         except OSError as exc:
             run.task_state(process, index, TaskState.FAILED)
