@@ -100,14 +100,20 @@ async def figure_client_scaling(sizes: Any) -> dict[str, Any]:
 
 async def _all_generate_running(http: httpx.AsyncClient, batches: int) -> None:
     deadline = time.monotonic() + RUNNING_TIMEOUT
+    run: dict[str, Any] = {}
     while time.monotonic() < deadline:
         status = (await http.get("/api/v1/demo/status")).json()
         run = status.get("run") or {}
         counts = (run.get("progress") or {}).get("processes", {}).get("GENERATE", {})
         if counts.get("running", 0) >= batches:
             return
+        if not status.get("active"):
+            break
         await asyncio.sleep(0.05)
-    raise RuntimeError(f"the GENERATE tasks of a {batches}-batch run did not all start")
+    raise RuntimeError(
+        f"the GENERATE tasks of a {batches}-batch run did not all start: {run.get('status')} "
+        f"{run.get('message')} {(run.get('progress') or {}).get('processes')}"
+    )
 
 
 async def _start_once(
