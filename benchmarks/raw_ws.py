@@ -61,8 +61,7 @@ class RawClient(asyncio.Protocol):
         self.closed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
         if not self._handshaken:
@@ -163,10 +162,11 @@ async def connect(
 ) -> RawClient:
     """Open a connection to ws://host:port/path; returns once the handshake succeeded."""
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: RawClient(on_message), url_host, port)
     key = base64.b64encode(os.urandom(16)).decode()
-    assert client.transport is not None
-    client.transport.write(
+    transport, client = await loop.create_connection(lambda: RawClient(on_message), url_host, port)
+    # uvloop may call `connection_made` only after `create_connection` has returned.
+    client.transport = transport
+    transport.write(
         (
             f"GET {path} HTTP/1.1\r\nHost: {url_host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
