@@ -3,9 +3,14 @@
 `asyncio.create_subprocess_exec` forks on the event loop thread; under uvloop that is a
 blocking fork/exec of the whole service process (6 to 29 ms each here), so starting twelve steps
 at once stalled every client of the replica for a few hundred milliseconds. `spawn` runs
-`subprocess.Popen` in a worker thread instead (CPython uses vfork there and releases the GIL
-while the child execs), then attaches the child's pipes to the loop as `StreamReader`s. Its
-exit is awaited through a pidfd (Linux 5.3 or later) or, elsewhere, a thread that waits for it.
+`subprocess.Popen` in a worker thread instead, then reads the child's pipes on the loop into
+`StreamReader`s. Its exit is awaited through a pidfd (Linux 5.3 or later) or, elsewhere, a
+thread that waits for it.
+
+The pipes are made here and their read ends are owned by `_PipeReader` alone, which closes
+each exactly once. (Handing `Popen`'s own pipe file objects to `loop.connect_read_pipe` is
+not safe under uvloop: the transport closes the descriptor, the file object closes the same
+number again when collected, and by then that number may belong to another step's pipe.)
 """
 
 from __future__ import annotations
@@ -20,20 +25,59 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
+READ_CHUNK = 65536
+
+
+class _PipeReader:
+    """Feeds what arrives on a pipe's read end (owned: closed once, here) into a StreamReader."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, limit: int) -> None:
+        self.stream = asyncio.StreamReader(limit=limit, loop=loop)
+        self._loop = loop
+        self._fd = fd
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.stream.set_exception(exc)
+            self.close()
+            return
+        if data:
+            self.stream.feed_data(data)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Stop reading and close the pipe; the stream then ends (EOF)."""
+        if self._fd < 0:
+            return
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        self.stream.feed_eof()
+
 
 class Child:
     """A running subprocess with its stdout and stderr as `StreamReader`s."""
 
     def __init__(
-        self,
-        popen: subprocess.Popen[bytes],
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
+        self, popen: subprocess.Popen[bytes], stdout: _PipeReader, stderr: _PipeReader
     ) -> None:
         self._popen = popen
-        self.stdout = stdout
-        self.stderr = stderr
+        self._pipes = (stdout, stderr)
+        self.stdout = stdout.stream
+        self.stderr = stderr.stream
         self._exited: asyncio.Future[int] | None = None
+
+    def close_pipes(self) -> None:
+        """Stop reading the child's output (done by itself at EOF; idempotent)."""
+        for pipe in self._pipes:
+            pipe.close()
 
     @property
     def pid(self) -> int:
@@ -104,6 +148,8 @@ async def spawn(
     the child is killed and reaped before `CancelledError` goes on.
     """
     loop = asyncio.get_running_loop()
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
     starting = loop.run_in_executor(
         starter,
         lambda: subprocess.Popen(
@@ -111,35 +157,30 @@ async def spawn(
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=out_write,
+            stderr=err_write,
             start_new_session=True,
         ),
     )
     try:
-        popen = await asyncio.shield(starting)
-    except asyncio.CancelledError:
-        with contextlib.suppress(OSError):
-            orphan = await starting
-            _kill_now(orphan)
-            await asyncio.to_thread(orphan.wait)
-        raise
-    try:
-        stdout = await _reader(loop, popen.stdout, limit)
-        stderr = await _reader(loop, popen.stderr, limit)
+        try:
+            popen = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(OSError):
+                orphan = await starting
+                _kill_now(orphan)
+                await asyncio.to_thread(orphan.wait)
+            raise
+        finally:
+            # The child has its copies (or never started): the parent's write ends go, so
+            # the read ends see EOF when the child's output ends.
+            os.close(out_write)
+            os.close(err_write)
     except BaseException:
-        _kill_now(popen)
-        await asyncio.to_thread(popen.wait)
+        os.close(out_read)
+        os.close(err_read)
         raise
-    return Child(popen, stdout, stderr)
-
-
-async def _reader(
-    loop: asyncio.AbstractEventLoop, pipe: object, limit: int
-) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    return reader
+    return Child(popen, _PipeReader(loop, out_read, limit), _PipeReader(loop, err_read, limit))
 
 
 def _kill_now(popen: subprocess.Popen[bytes]) -> None:

@@ -316,6 +316,7 @@ class LocalExecutor:
             run.task_state(process, index, TaskState.FAILED)
             raise
         finally:
+            proc.close_pipes()
             if proc.returncode is not None:
                 run.procs.discard(proc)
         if code != 0:
