@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -42,3 +43,24 @@ async def test_without_pidfd_a_thread_waits_for_the_child(
 async def test_a_child_that_cannot_start_raises_oserror(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await spawn([sys.executable, "-c", "pass"], cwd=tmp_path / "missing", env={}, limit=1024)
+
+
+async def test_a_finished_childs_pipes_are_closed_once_and_only_once(tmp_path: Path) -> None:
+    child = await spawn(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, env=dict(os.environ), limit=1024
+    )
+    await child.stdout.read()
+    await child.stderr.read()
+    await child.wait()
+    child.close_pipes()  # idempotent
+    # New descriptors most likely reuse the numbers the child's pipes had: nothing of the
+    # child may close them later (as a collected pipe file object would).
+    reused = os.pipe()
+    try:
+        del child
+        gc.collect()
+        for fd in reused:
+            os.fstat(fd)
+    finally:
+        for fd in reused:
+            os.close(fd)
