@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROGRESS_INTERVAL = 0.1  # seconds: progress frames are coalesced to at most 10 a second
+CONSUME_BATCH = 500  # executor events handled per wake-up, at most
 STORE_RETRY_SECONDS = 30.0  # how long a store outage is ridden out before the run is given up
 
 
@@ -119,21 +120,33 @@ class RunSession:
             except TimeoutError:
                 await self._flush(loop.time())
                 continue
-            if event is None:
-                return await self._finish(
-                    RunStatus.UNKNOWN, "the executor stopped reporting on the run"
-                )
-            if isinstance(event, LogEmitted):
-                self._logs.add(event)
-                if self._logs.full():
-                    await self._flush_logs()
-            elif isinstance(event, TaskChanged):
-                self._progress_dirty |= self._tracker.apply(event)
-            elif isinstance(event, StatusChanged):
-                if event.status.terminal:
+            # Everything already queued is handled in this pass: one timer per burst of
+            # output, not one per line.
+            batch = [event]
+            while len(batch) < CONSUME_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            for event in batch:
+                if event is None:
+                    return await self._finish(
+                        RunStatus.UNKNOWN, "the executor stopped reporting on the run"
+                    )
+                if isinstance(event, StatusChanged) and event.status.terminal:
                     return await self._finish(event.status, event.message)
-                await self._flush(loop.time(), force=True)
-                await self._set_status(event.status, event.message)
+                await self._handle(event, loop.time())
+            if self._next_flush_in(loop.time()) == 0.0:
+                await self._flush(loop.time())  # due while a steady stream kept the queue full
+
+    async def _handle(self, event: ExecutorEvent, now: float) -> None:
+        """Apply one non-terminal executor event."""
+        if isinstance(event, LogEmitted):
+            self._logs.add(event)
+            if self._logs.full():
+                await self._flush_logs()
+        elif isinstance(event, TaskChanged):
+            self._progress_dirty |= self._tracker.apply(event)
+        elif isinstance(event, StatusChanged):
+            await self._flush(now, force=True)
+            await self._set_status(event.status, event.message)
 
     def _next_flush_in(self, now: float) -> float | None:
         waits = []
