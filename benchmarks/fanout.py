@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,13 @@ async def fanout_run(
     stalled: int = 0,
     drain: float = 20.0,
     deflate: bool = True,
+    server_args: tuple[str, ...] = (),
+    measure_empty: bool = False,
 ) -> dict[str, Any]:
     """One fresh server, one client process; publish `count` frames; what each side saw."""
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as workspace:
-        async with procs.fanout_server(kind, Path(workspace)) as server:
+        async with procs.fanout_server(kind, Path(workspace), *server_args) as server:
+            empty = await procs.settled_rss(server.pid, samples=3) if measure_empty else 0
             args = ["--clients", str(clients), "--stalled", str(stalled), "--drain", str(drain)]
             if not deflate:
                 args.append("--no-deflate")
@@ -51,6 +55,7 @@ async def fanout_run(
         "publish": published,
         "clients": seen,
         "server_cpu_seconds": cpu,
+        "rss_empty_bytes": empty,
         "rss_before_bytes": before,
         "rss_peak_bytes": sampler.peak,
         "rss_growth_bytes": max(sampler.peak - before, 0),
@@ -74,69 +79,66 @@ def _delivered_fraction(run: dict[str, Any]) -> float:
     return float(run["clients"]["frames"]) / expected if expected else float("nan")
 
 
+KINDS = ("ours", "lines", "baseline")
+
+
 async def figure_fanout(sizes: Any) -> dict[str, Any]:
-    """Figure 1: saturated throughput and paced latency, ours vs the baseline, alternating."""
-    saturated: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
-    for _ in range(sizes.repeats):
-        for kind in ("ours", "baseline"):
-            saturated[kind].append(
-                await fanout_run(
-                    kind,
-                    clients=sizes.clients,
-                    count=sizes.saturation_frames,
-                    rate=None,
-                    payload="text",
-                )
-            )
-    ours_rate = median([_throughput(r) for r in saturated["ours"]])
-    base_rate = median([_throughput(r) for r in saturated["baseline"]])
+    """Figure 1: saturated throughput, CPU per delivered frame and paced latency of ours
+    (injected frames), ours end to end from a step's printed lines, and the floor (a bare
+    `websockets` server, no compression), alternating; the same raw client for all three."""
+
+    def run(kind: str, count: int, rate: float | None) -> Callable[[], Awaitable[Any]]:
+        return lambda: fanout_run(
+            kind, clients=sizes.clients, count=count, rate=rate, payload="text"
+        )
+
+    done = await procs.runs(
+        sizes.concurrent,
+        [run(k, sizes.saturation_frames, None) for _ in range(sizes.repeats) for k in KINDS],
+    )
+    saturated = {kind: [r for r in done if r["server"] == kind] for kind in KINDS}
+    rates = {kind: median([_throughput(r) for r in runs]) for kind, runs in saturated.items()}
+    cpu = {kind: median([_cpu_per_delivery(r) for r in runs]) for kind, runs in saturated.items()}
     # The goal's rate, and half of what ours sustained above (per client), where neither
     # server should be saturated: latency without queueing.
-    sustainable = max(round(ours_rate / sizes.clients / 2, 1), 1.0)
-    paced: dict[str, dict[str, Any]] = {}
-    for label, rate in (("goal", sizes.paced_rate), ("half", sustainable)):
-        for kind in ("ours", "baseline"):
-            paced[f"{label}_{kind}"] = await fanout_run(
-                kind,
-                clients=sizes.clients,
-                count=max(int(rate * sizes.paced_seconds), 5),
-                rate=rate,
-                payload="text",
-            )
-    return {
+    sustainable = max(round(rates["ours"] / sizes.clients / 2, 1), 1.0)
+    paced_labels = [("goal", sizes.paced_rate)]
+    if sizes.half_paced:
+        paced_labels.append(("half", sustainable))
+    labels = [(label, rate, kind) for label, rate in paced_labels for kind in KINDS]
+    paced_runs = await procs.runs(
+        sizes.concurrent,
+        [run(kind, max(int(rate * sizes.paced_seconds), 5), rate) for _, rate, kind in labels],
+    )
+    paced = {f"{label}_{kind}": r for (label, _, kind), r in zip(labels, paced_runs, strict=True)}
+    result: dict[str, Any] = {
         "clients": sizes.clients,
-        "ours_delivered_per_second": ours_rate,
-        "baseline_delivered_per_second": base_rate,
-        "throughput_ratio": ratio(ours_rate, base_rate),
-        "ours_saturated_p50_ms": median(
-            [r["clients"]["latency_ms"]["p50"] for r in saturated["ours"]]
-        ),
-        "ours_saturated_p99_ms": median(
-            [r["clients"]["latency_ms"]["p99"] for r in saturated["ours"]]
-        ),
-        "baseline_saturated_p50_ms": median(
-            [r["clients"]["latency_ms"]["p50"] for r in saturated["baseline"]]
-        ),
-        "baseline_saturated_p99_ms": median(
-            [r["clients"]["latency_ms"]["p99"] for r in saturated["baseline"]]
-        ),
-        "ours_cpu_us_per_delivery": median([_cpu_per_delivery(r) for r in saturated["ours"]]),
-        "baseline_cpu_us_per_delivery": median(
-            [_cpu_per_delivery(r) for r in saturated["baseline"]]
-        ),
         "paced_rate": sizes.paced_rate,
         "half_rate": sustainable,
-        **{
-            f"{label}_{kind}_{stat}": paced[f"{label}_{kind}"]["clients"]["latency_ms"][stat]
-            for label in ("goal", "half")
-            for kind in ("ours", "baseline")
-            for stat in ("p50", "p99")
-        },
-        **{f"{name}_delivered_fraction": _delivered_fraction(run) for name, run in paced.items()},
-        "goal_ours_dropped_clients": paced["goal_ours"]["publish"]["dropped_clients"],
-        "half_ours_dropped_clients": paced["half_ours"]["publish"]["dropped_clients"],
-        "runs": {"saturated": saturated, "paced": paced},
     }
+    for kind in KINDS:
+        result[f"{kind}_delivered_per_second"] = rates[kind]
+        result[f"{kind}_cpu_us_per_delivery"] = cpu[kind]
+        for stat in ("p50", "p99"):
+            result[f"{kind}_saturated_{stat}_ms"] = median(
+                [r["clients"]["latency_ms"][stat] for r in saturated[kind]]
+            )
+            for label, _ in paced_labels:
+                result[f"{label}_{kind}_{stat}"] = paced[f"{label}_{kind}"]["clients"][
+                    "latency_ms"
+                ][stat]
+    for kind, prefix in (("ours", ""), ("lines", "lines_")):
+        result[f"{prefix}throughput_ratio"] = ratio(rates[kind], rates["baseline"])
+        result[f"{prefix}cpu_ratio"] = ratio(cpu[kind], cpu["baseline"])
+        result[f"{prefix}goal_p99_ratio"] = ratio(
+            result[f"goal_{kind}_p99"], result["goal_baseline_p99"]
+        )
+        result[f"goal_{kind}_dropped_clients"] = paced[f"goal_{kind}"]["publish"]["dropped_clients"]
+    result.update(
+        {f"{name}_delivered_fraction": _delivered_fraction(r) for name, r in paced.items()}
+    )
+    result["runs"] = {"saturated": saturated, "paced": paced}
+    return result
 
 
 async def figure_slow_client(sizes: Any) -> dict[str, Any]:

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
 
 from benchmarks.serve import RATE_LIMITS
 
+T = TypeVar("T")
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -38,7 +40,7 @@ async def _spawn(*args: str, env: dict[str, str] | None = None) -> asyncio.subpr
     """Start a child; its stderr goes to a log file in LOG_DIR, quoted if it fails."""
     LOG_DIR.mkdir(exist_ok=True)
     name = "-".join(a for a in args[:3] if not a.startswith("-")).replace("/", "_")[:60]
-    log = LOG_DIR / f"{name}.log"
+    log = LOG_DIR / f"{name}-{next(_SPAWNED)}.log"
     with log.open("wb") as stderr:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -54,6 +56,7 @@ async def _spawn(*args: str, env: dict[str, str] | None = None) -> asyncio.subpr
 
 
 _LOGS: dict[int, Path] = {}
+_SPAWNED = itertools.count()
 
 
 def _tail(pid: int) -> str:
@@ -85,6 +88,14 @@ async def _line(proc: asyncio.subprocess.Process, timeout: float) -> bytes:
     return line
 
 
+async def runs(concurrent: bool, factories: list[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Await each factory's run in turn, or all at once when `concurrent` (smoke mode, where
+    the numbers mean nothing and only the harness is checked)."""
+    if concurrent:
+        return list(await asyncio.gather(*(factory() for factory in factories)))
+    return [await factory() for factory in factories]
+
+
 class FanoutServer:
     """`python -m benchmarks.serve KIND`: a server with a publish command on stdin."""
 
@@ -100,17 +111,24 @@ class FanoutServer:
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}/api/v1/pipeline/stream"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
     async def publish(self, **command: Any) -> dict[str, Any]:
+        return await self.command("publish", **command)
+
+    async def command(self, name: str, **command: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"cmd": "publish", **command}).encode() + b"\n")
+        self.proc.stdin.write(json.dumps({"cmd": name, **command}).encode() + b"\n")
         await self.proc.stdin.drain()
         reply: dict[str, Any] = json.loads(await _line(self.proc, REPLY_TIMEOUT))
         return reply
 
 
 @asynccontextmanager
-async def fanout_server(kind: str, workspace: Path) -> AsyncIterator[FanoutServer]:
-    proc = await _spawn("-m", "benchmarks.serve", kind, "--workspace", str(workspace))
+async def fanout_server(kind: str, workspace: Path, *args: str) -> AsyncIterator[FanoutServer]:
+    proc = await _spawn("-m", "benchmarks.serve", kind, "--workspace", str(workspace), *args)
     try:
         hello = json.loads(await _line(proc, START_TIMEOUT))
         yield FanoutServer(proc, int(hello["port"]))

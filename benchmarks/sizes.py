@@ -24,13 +24,20 @@ class Sizes:
     k8s_long_seconds: float
     page_idle_seconds: float  # figure 7: the page at rest
     page_flood_seconds: float  # figure 7: the page under 1,000 log lines/s
+    scaling_clients: tuple[int, ...]  # figure 8
+    scaling_rate: float  # frames/s of figure 8 (the demo's rate)
+    scaling_seconds: float
+    start_batches: tuple[int, ...]  # figure 9
+    start_repeats: int
+    concurrent: bool = False  # runs of one figure at once (smoke: only the harness is checked)
+    half_paced: bool = True  # figure 1's paced run at half the saturated rate
 
 
 FULL = Sizes(
     clients=100,
     repeats=2,
     saturation_frames=600,
-    paced_rate=200,
+    paced_rate=100,
     paced_seconds=5,
     stall_rate=100,
     stall_frames=1500,
@@ -44,6 +51,11 @@ FULL = Sizes(
     k8s_long_seconds=60,
     page_idle_seconds=5,
     page_flood_seconds=10,
+    scaling_clients=(100, 300, 1000),
+    scaling_rate=20,
+    scaling_seconds=10,
+    start_batches=(1, 6, 12),
+    start_repeats=3,
 )
 
 SMOKE = Sizes(
@@ -64,4 +76,11 @@ SMOKE = Sizes(
     k8s_long_seconds=0.9,
     page_idle_seconds=0.5,
     page_flood_seconds=0.5,
+    scaling_clients=(4,),
+    scaling_rate=20,
+    scaling_seconds=0.3,
+    start_batches=(1, 2),
+    start_repeats=1,
+    concurrent=True,
+    half_paced=False,
 )

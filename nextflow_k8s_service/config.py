@@ -107,7 +107,10 @@ class Settings(BaseSettings):
         3600, ge=10, description="Hard limit of one run (Job activeDeadlineSeconds; seconds)."
     )
     max_websocket_clients: int = Field(
-        100, ge=1, le=10_000, description="WebSocket clients per replica."
+        2000,
+        ge=1,
+        le=10_000,
+        description="WebSocket clients per replica (a crowd of 1,000 fits, with room to spare).",
     )
     websocket_queue_frames: int = Field(
         256, ge=8, le=100_000, description="Frames a slow client may fall behind before 1013."
@@ -132,7 +135,12 @@ class Settings(BaseSettings):
         20, ge=0, description="DELETE /demo/cancel per client and minute (0 = unlimited)."
     )
     rate_limit_stream_connects_per_minute: int = Field(
-        60, ge=0, description="WebSocket connects per client and minute (0 = unlimited)."
+        1200,
+        ge=0,
+        description=(
+            "WebSocket connects per client address and minute (0 = unlimited): enough for a"
+            " crowd of 1,000 behind one NAT to (re)connect at once."
+        ),
     )
     max_request_body_bytes: int = Field(
         16_384, ge=256, description="Largest request body accepted (bytes)."

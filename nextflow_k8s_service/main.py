@@ -24,7 +24,11 @@ from nextflow_k8s_service import __version__
 from nextflow_k8s_service.api import demo, health, stream
 from nextflow_k8s_service.api.deps import Services
 from nextflow_k8s_service.api.errors import install_error_handlers
-from nextflow_k8s_service.api.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from nextflow_k8s_service.api.middleware import (
+    BodySizeLimitMiddleware,
+    RawSendMiddleware,
+    SecurityHeadersMiddleware,
+)
 from nextflow_k8s_service.config import ExecutorKind, Settings, load_settings
 from nextflow_k8s_service.executors.base import Executor
 from nextflow_k8s_service.metrics import Metrics
@@ -192,6 +196,7 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RawSendMiddleware)  # added last: outermost, sees the server's `send`
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(demo.router, prefix=API_PREFIX)

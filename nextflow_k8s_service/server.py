@@ -42,6 +42,8 @@ def server_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn
         # Compression is per connection: with it on, every frame is deflated once per client,
         # which makes fan-out CPU-bound (see benchmarks/RESULTS.md). Log frames are small.
         "ws_per_message_deflate": False,
+        # The sans-I/O WebSocket implementation (guarded) costs the least CPU per frame sent and
+        # has no task of its own per connection (benchmarks, figure 7).
         # Bounded request heads and receive times, and WebSockets aborted once given up on:
         # see connection_guards.py (uvicorn's httptools protocol bounds neither).
         "http": GuardedHttpToolsProtocol,

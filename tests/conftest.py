@@ -91,8 +91,10 @@ def step_processes() -> list[psutil.Process]:
 
 
 class StreamReader:
-    """A WebSocket client of the stream that decodes frames and checks `seq` order, and that
-    no run's `percent` ever goes down."""
+    """A WebSocket client of the stream that decodes frames and checks `seq` (the event-log id
+    of the run a frame belongs to): after the first frame (the snapshot, carrying the id of the
+    last entry it reflects) each frame's `seq` is one more than the previous one's within a run,
+    and a new run starts at 1, so any gap fails; and no run's `percent` ever goes down."""
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
@@ -103,12 +105,17 @@ class StreamReader:
         async with asyncio.timeout(timeout):
             raw = await self.connection.recv()
         frame: dict[str, Any] = json.loads(raw)
-        expected = self.frames[-1]["seq"] + 1 if self.frames else 1
-        assert frame["seq"] == expected, f"seq {frame['seq']} after {expected - 1}"
+        if self.frames:
+            last = self.frames[-1]
+            expected = last["seq"] + 1 if frame["run_id"] == last["run_id"] else 1
+            assert frame["seq"] == expected, f"seq {frame['seq']} after {last['seq']}"
+        else:
+            assert frame["type"] == "snapshot" and isinstance(frame["seq"], int)
         if frame["type"] == "progress" and frame["run_id"]:
-            last = self.percents.get(frame["run_id"], 0.0)
+            previous = self.percents.get(frame["run_id"], 0.0)
             percent = frame["data"]["percent"]
-            assert percent >= last, f"percent of {frame['run_id']} went down: {last} -> {percent}"
+            run_id = frame["run_id"]
+            assert percent >= previous, f"percent of {run_id} went down: {previous} -> {percent}"
             self.percents[frame["run_id"]] = percent
         self.frames.append(frame)
         return frame

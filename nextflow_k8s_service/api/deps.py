@@ -45,7 +45,9 @@ class Services:
             )
 
 
-def get_services(connection: HTTPConnection) -> Services:
+async def get_services(connection: HTTPConnection) -> Services:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, which
+    costs a thread hop on every request for what is one attribute lookup."""
     services: Services = connection.app.state.services
     return services
 

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request-body limits, security headers and the last-resort 500."""
+"""Pure ASGI middleware: request-body limits, security headers, the last-resort 500 and the
+stream's raw `send`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,25 @@ SECURITY_HEADERS = [
 _CSP_EXEMPT = ("/docs",)
 
 logger = logging.getLogger(__name__)
+
+
+#: Scope key under which `RawSendMiddleware` leaves the server's own `send`.
+RAW_SEND_SCOPE_KEY = "nks.raw_send"
+
+
+class RawSendMiddleware:
+    """For WebSocket scopes, leave the ASGI server's own `send` in the scope (outermost, so
+    nothing wraps it), so the stream's writer can send frames straight to the server instead of
+    through the per-message wrappers below it (Starlette's exception handling wraps `send` twice
+    and `WebSocket.send` checks its state on every frame). Other scopes pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[RAW_SEND_SCOPE_KEY] = send
+        await self.app(scope, receive, send)
 
 
 class SecurityHeadersMiddleware:

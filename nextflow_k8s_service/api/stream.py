@@ -14,9 +14,11 @@ import math
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
+from starlette.types import Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from nextflow_k8s_service.api.deps import ServicesDep
+from nextflow_k8s_service.api.middleware import RAW_SEND_SCOPE_KEY
 from nextflow_k8s_service.errors import RateLimitedError
 from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.utils.broadcaster import (
@@ -105,13 +107,28 @@ async def _read(websocket: WebSocket) -> tuple[int | None, str | None]:
 
 async def _write(websocket: WebSocket, subscription: Subscription, metrics: Metrics) -> None:
     """Send queued frames until the subscription closes. A send blocked on a client that does
-    not read is interrupted by the subscription closing (see `Subscription.closing`)."""
+    not read is interrupted by the subscription closing (see `Subscription.closing`).
+
+    Every frame already queued is taken in one wake-up and sent back to back, straight to the
+    server's own `send` (see `RawSendMiddleware`): the text is the frame's shared encoding.
+    A client that left ends the writer (the server raises an `OSError`, `ClientDisconnected`).
+    """
+    send = _server_send(websocket)
     while True:
-        text = await subscription.next_text()
-        if text is None:
+        texts = await subscription.next_batch()
+        if texts is None:
             return
-        await websocket.send_text(text)
-        metrics.frames_sent.inc()
+        try:
+            for text in texts:
+                await send({"type": "websocket.send", "text": text})
+        except OSError:
+            return
+        metrics.frames_sent.inc(len(texts))
+
+
+def _server_send(websocket: WebSocket) -> Send:
+    send: Send | None = websocket.scope.get(RAW_SEND_SCOPE_KEY)
+    return send if send is not None else websocket.send
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

@@ -5,6 +5,9 @@ script ...`), in `<work_root>/<run_id>/<task>/`, with the same dependencies as d
 GENERATE (i) all in parallel, ANALYZE (i) as soon as GENERATE (i) is done, REPORT after every
 ANALYZE; `report.json` is then published (atomically) to `<results_root>/<run_id>/`.
 
+A step's process is started when the step becomes runnable, in a worker thread (see
+`child.spawn`): starting a run of twelve batches never blocks the event loop on twelve forks.
+
 Each run is driven by one named asyncio task owned by the executor. Every subprocess runs in
 its own session (process group), so cancelling a run, a failing step or `close()` can signal
 the whole group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
@@ -24,12 +27,14 @@ import os
 import signal
 import tempfile
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nextflow_k8s_service.config import Settings
 from nextflow_k8s_service.errors import ExecutorOperationError, ExecutorStartError
+from nextflow_k8s_service.executors.child import Child, spawn
 from nextflow_k8s_service.executors.step_processes import step_command, sweep_leftover_steps
 from nextflow_k8s_service.models import CheckResult, RunStatus, TaskState, utcnow
 from nextflow_k8s_service.run_events import (
@@ -63,7 +68,7 @@ class _Run:
         self.spec = spec
         self.work_dir = work_dir
         self.queue: asyncio.Queue[ExecutorEvent] = asyncio.Queue()
-        self.procs: set[asyncio.subprocess.Process] = set()
+        self.procs: set[Child] = set()
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
         self.deadline: float | None = None  # loop time of RUN_TIMEOUT_SECONDS
@@ -110,6 +115,8 @@ class LocalExecutor:
         sweep_leftover_steps(
             [self._bin_dir / name for name in SCRIPTS.values()], settings.work_root
         )
+        # One thread starts every step's process, one after the other (see `child.spawn`).
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-spawn")
 
     async def start(self, spec: RunSpec) -> None:
         """Submit the run; raises `ExecutorStartError` if it cannot even be set up."""
@@ -182,6 +189,7 @@ class LocalExecutor:
         for run in list(self._runs.values()):
             self._request_cancel(run, "executor closed")
         await self._drivers.close(grace=KILL_GRACE_SECONDS + CLOSE_SLACK_SECONDS)
+        self._starter.shutdown(wait=False, cancel_futures=True)
 
     # --- the run --------------------------------------------------------------------------
 
@@ -298,15 +306,12 @@ class LocalExecutor:
             # Stamped before the spawn: the call returns only once the pipes are connected,
             # when the child may have been running for a while on a busy loop.
             started_at = utcnow()
-            proc = await asyncio.create_subprocess_exec(
-                *step_command(script, args),
+            proc = await spawn(
+                step_command(script, args),
                 cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                limit=LINE_LIMIT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                limit=LINE_LIMIT,
+                starter=self._starter,
             )
         except OSError as exc:
             reason = f"{source} could not be started: {exc}"
@@ -319,9 +324,6 @@ class LocalExecutor:
         )
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         try:
-            # Both are pipes (PIPE above); the asserts only narrow the types.
-            assert proc.stdout is not None
-            assert proc.stderr is not None
             await asyncio.gather(
                 _pump(run, source, proc.stdout, None), _pump(run, source, proc.stderr, tail)
             )
@@ -333,6 +335,7 @@ class LocalExecutor:
             run.task_state(process, index, state, **stopped)
             raise
         finally:
+            proc.close_pipes()
             if proc.returncode is not None:
                 run.procs.discard(proc)
         if code != 0:
@@ -351,7 +354,7 @@ class LocalExecutor:
             run.procs.discard(proc)
 
 
-def _stopped(run: _Run, proc: asyncio.subprocess.Process) -> tuple[TaskState, dict[str, Any]]:
+def _stopped(run: _Run, proc: Child) -> tuple[TaskState, dict[str, Any]]:
     """State and detail of a task killed before it finished: failed when the run's time limit
     killed it, else cancelled (by a cancel, a shutdown, or a failed sibling)."""
     detail: dict[str, Any] = {"finished_at": utcnow(), "exit_code": proc.returncode}
@@ -416,7 +419,7 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-def _signal_group(proc: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+def _signal_group(proc: Child, signum: signal.Signals) -> None:
     # The task is its session's leader, so its pid is the process group id. Right after the
     # spawn the child may not have called setsid() yet: then signal it directly.
     try:
@@ -428,7 +431,7 @@ def _signal_group(proc: asyncio.subprocess.Process, signum: signal.Signals) -> N
         logger.warning("cannot signal process group %d", proc.pid)
 
 
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
+async def _terminate(proc: Child) -> None:
     """SIGTERM the task's process group, SIGKILL it after the grace period; reap the task."""
     if proc.returncode is not None:
         return

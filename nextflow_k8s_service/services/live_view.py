@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
-from nextflow_k8s_service.models import LogLine, RunDetail, RunEvent, RunRecord, utcnow
+from nextflow_k8s_service.models import RunDetail, RunEvent, RunRecord, utcnow
 from nextflow_k8s_service.services.event_log import LogEntry
 from nextflow_k8s_service.utils.broadcaster import Frame
 
@@ -24,13 +25,16 @@ class LiveView:
     def __init__(self) -> None:
         self.run: RunDetail | None = None
         self.active = False
-        self.logs: deque[LogLine] = deque(maxlen=RECENT_LOG_LINES)
+        # Recent lines as they travel in `log` frames: a snapshot sends them as they are.
+        self.logs: deque[dict[str, Any]] = deque(maxlen=RECENT_LOG_LINES)
         self.last_id = 0
         self._completed = False
+        self._snapshot: Frame | None = None
 
     def seed(self, run: RunRecord | None, entries: Iterable[LogEntry], *, active: bool) -> None:
         """Start from `run`'s log (at start-up, or when the reader lost its place)."""
         self.run, self.active, self.last_id, self._completed = None, False, 0, False
+        self._snapshot = None
         self.logs.clear()
         if run is None:
             return
@@ -53,10 +57,11 @@ class LiveView:
         elif entry.id <= self.last_id or self._completed:
             return None
         self.last_id = entry.id
+        self._snapshot = None
         if event.run is not None:
             self.run = event.run
         if event.type == "log":
-            self.logs.extend(LogLine.model_validate(line) for line in event.data["lines"])
+            self.logs.extend(event.data["lines"])
         if event.type == "complete":
             self.active = False
             self._completed = True
@@ -65,13 +70,19 @@ class LiveView:
         return Frame.build(event.type, event.run_id, event.timestamp, event.data, entry.id)
 
     def snapshot(self) -> Frame:
+        """The current state as a `snapshot` frame, carrying the id of the last entry it
+        reflects. Built once per state and shared by every client that connects until the
+        next entry (a crowd connecting at once costs one)."""
+        if self._snapshot is not None:
+            return self._snapshot
         run_id = self.run.run_id if self.run is not None else None
         data = {
             "active": self.active,
             "run": self.run.model_dump(mode="json") if self.run is not None else None,
-            "logs": [line.model_dump(mode="json") for line in self.logs],
+            "logs": list(self.logs),
         }
-        return Frame.build("snapshot", run_id, utcnow(), data, self.last_id or None)
+        self._snapshot = Frame.build("snapshot", run_id, utcnow(), data, self.last_id or None)
+        return self._snapshot
 
     def _is_older(self, event: RunEvent) -> bool:
         return (

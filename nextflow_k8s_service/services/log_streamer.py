@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from nextflow_k8s_service.executors.base import LogEmitted
 from nextflow_k8s_service.models import LogLine
@@ -49,3 +50,9 @@ class LogStreamer:
             lines[start : start + MAX_LINES_PER_FRAME]
             for start in range(0, len(lines), MAX_LINES_PER_FRAME)
         ]
+
+
+def wire_line(line: LogLine) -> dict[str, Any]:
+    """`line` as it travels in `log` frames and snapshots: what `line.model_dump(mode="json")`
+    gives, at a fraction of the cost (this runs once per line of output)."""
+    return {"timestamp": line.timestamp.isoformat(), "source": line.source, "message": line.message}

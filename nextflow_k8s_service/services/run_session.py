@@ -36,7 +36,7 @@ from nextflow_k8s_service.models import (
     utcnow,
 )
 from nextflow_k8s_service.services.event_log import EventLog
-from nextflow_k8s_service.services.log_streamer import LogStreamer
+from nextflow_k8s_service.services.log_streamer import LogStreamer, wire_line
 from nextflow_k8s_service.services.progress import ProgressTracker
 from nextflow_k8s_service.services.reports import read_report, summarize
 from nextflow_k8s_service.services.run_writer import RunWriter
@@ -45,6 +45,7 @@ from nextflow_k8s_service.services.state_store import StateStore
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.1  # seconds: progress frames are coalesced to at most 10 a second
+CONSUME_BATCH = 500  # executor events handled per wake-up, at most
 
 
 class RunSession:
@@ -164,24 +165,38 @@ class RunSession:
                     raise asyncio.CancelledError from None
                 self._flush(loop.time())
                 continue
-            if event is None:
-                await self._finish(RunStatus.UNKNOWN, "the executor stopped reporting on the run")
-                return
-            if isinstance(event, LogEmitted):
-                self._logs.add(event)
-                if self._logs.full():
-                    self._flush_logs()
-            elif isinstance(event, TaskChanged):
-                if event.state is TaskState.CANCELLED and self.cancel_message:
-                    # Why the run stopped (a request, a shutdown) is known here, not below.
-                    event = dataclasses.replace(event, reason=self.cancel_message)
-                self._task_changed(self._tracker.apply(event))
-            elif isinstance(event, StatusChanged):
-                if event.status.terminal:
+            # Everything already queued is handled in this pass: one timer per burst of
+            # output, not one per line.
+            batch = [event]
+            while len(batch) < CONSUME_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            for event in batch:
+                if event is None:
+                    await self._finish(
+                        RunStatus.UNKNOWN, "the executor stopped reporting on the run"
+                    )
+                    return
+                if isinstance(event, StatusChanged) and event.status.terminal:
                     await self._finish(event.status, event.message)
                     return
-                self._flush(loop.time(), force=True)
-                self._set_status(event.status, event.message)
+                self._handle(event, loop.time())
+            if self._next_flush_in(loop.time()) == 0.0:
+                self._flush(loop.time())  # due while a steady stream kept the queue full
+
+    def _handle(self, event: ExecutorEvent, now: float) -> None:
+        """Apply one non-terminal executor event."""
+        if isinstance(event, LogEmitted):
+            self._logs.add(event)
+            if self._logs.full():
+                self._flush_logs()
+        elif isinstance(event, TaskChanged):
+            if event.state is TaskState.CANCELLED and self.cancel_message:
+                # Why the run stopped (a request, a shutdown) is known here, not below.
+                event = dataclasses.replace(event, reason=self.cancel_message)
+            self._task_changed(self._tracker.apply(event))
+        elif isinstance(event, StatusChanged):
+            self._flush(now, force=True)
+            self._set_status(event.status, event.message)
 
     def _task_changed(self, record: TaskRecord | None) -> None:
         """One task moved: a `task` frame now, progress (coalesced) soon, its duration timed."""
@@ -212,7 +227,7 @@ class RunSession:
 
     def _flush_logs(self) -> None:
         for lines in self._logs.take():
-            self._emit("log", {"lines": [line.model_dump(mode="json") for line in lines]})
+            self._emit("log", {"lines": [wire_line(line) for line in lines]})
 
     def _send_progress(self, now: float) -> None:
         self._progress_dirty = False

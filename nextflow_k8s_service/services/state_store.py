@@ -147,15 +147,19 @@ class MemoryStateStore:
         self.events.add_marker("start", run.run_id)
         return self._active.model_copy(deep=True)
 
+    # Reads hand out shallow copies: every write stores a deep copy of its own and callers only
+    # ever replace a record's fields, never change them in place, so a reader cannot touch
+    # the stored record, and a status read does not pay for a deep copy.
+
     async def get_active(self) -> RunRecord | None:
-        return None if self._active is None else self._active.model_copy(deep=True)
+        return None if self._active is None else self._active.model_copy()
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         if self._active is not None and self._active.run_id == run_id:
-            return self._active.model_copy(deep=True)
+            return self._active.model_copy()
         for run in self._retained():
             if run.run_id == run_id:
-                return run.model_copy(deep=True)
+                return run.model_copy()
         return None
 
     async def update(self, run: RunRecord) -> None:
@@ -175,7 +179,7 @@ class MemoryStateStore:
         return last
 
     async def history(self, limit: int) -> list[RunRecord]:
-        return [run.model_copy(deep=True) for run in self._retained()[:limit]]
+        return [run.model_copy() for run in self._retained()[:limit]]
 
     async def renew(self, run_id: str, epoch: int) -> None:
         self._fenced(run_id, epoch)

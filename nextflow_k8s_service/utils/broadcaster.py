@@ -6,13 +6,17 @@ memory it pinned) and it is closed with 1013, after which it may reconnect and r
 snapshot. Dropping single frames instead would break the stream's promises (every status
 change, exactly one `complete`), so a lagging client loses its connection, never a frame.
 
-Frames are serialised once per publish; the per-connection `seq` is spliced in by the writer.
+A frame is serialised once, where it is built, with its `seq` (the id of the run's event-log
+entry it shows, the same for every client): every client is handed the very same string. A
+writer takes every frame its client has queued at once and sends them back to back (see
+`Subscription.next_batch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,11 +31,12 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A frame ready to send, without its `seq`: `body` is the JSON object's members."""
+    """A frame ready to send: `text` is its whole JSON, `seq` included, encoded once."""
 
     type: str
     run_id: str | None
-    body: str
+    id: int
+    text: str
 
     @classmethod
     def build(
@@ -42,22 +47,24 @@ class Frame:
         data: dict[str, Any],
         event_id: int | None = None,
     ) -> Frame:
-        """`event_id`: the id of the run's event-log entry the frame shows (of the last one a
-        snapshot reflects), the same for every client; sent as `id` when given."""
-        members: dict[str, Any] = {"type": type_, "run_id": run_id}
-        if event_id is not None:
-            members["id"] = event_id
-        members |= {"timestamp": timestamp.isoformat(), "data": data}
-        encoded = json.dumps(
-            members,
+        """`event_id`: the id of the run's event-log entry the frame shows (for a snapshot, of
+        the last entry it reflects; None before the first). It is sent as both `seq` and `id`,
+        the same for every client."""
+        id = event_id or 0
+        text = json.dumps(
+            {
+                "seq": id,
+                "type": type_,
+                "run_id": run_id,
+                "id": id,
+                "timestamp": timestamp.isoformat(),
+                "data": data,
+            },
             separators=(",", ":"),
             ensure_ascii=False,
             default=str,
         )
-        return cls(type=type_, run_id=run_id, body=encoded[1:])
-
-    def encode(self, seq: int) -> str:
-        return f'{{"seq":{seq},{self.body}'
+        return cls(type=type_, run_id=run_id, id=id, text=text)
 
 
 class TooManyClientsError(Exception):
@@ -65,20 +72,23 @@ class TooManyClientsError(Exception):
 
 
 class Subscription:
-    """One client's queue. The writer awaits `next_text()`; the broadcaster feeds it with
+    """One client's queue. The writer awaits `next_batch()`; the broadcaster feeds it with
     `offer()` and never waits. `closing` is set once the client must be closed, with
     `close_reason` saying how, so a writer blocked on a stalled socket can be interrupted.
 
     The queue is bounded twice: in frames (`maxsize`) and in bytes (`max_bytes`), so what a
-    client that stops reading can pin does not depend on how large frames are."""
+    client that stops reading can pin does not depend on how large frames are. It is a plain
+    deque with one waiter future (one writer per subscription): cheaper per frame and per
+    client than an `asyncio.Queue`."""
 
     def __init__(self, maxsize: int, max_bytes: int = 4 * 1024 * 1024) -> None:
-        self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=maxsize)
+        self._frames: deque[Frame] = deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
         self._max_bytes = max_bytes
         self.queued_bytes = 0
         self.closing = asyncio.Event()
         self.close_reason: tuple[int, str] | None = None
-        self._seq = 0
 
     @property
     def closed(self) -> bool:
@@ -89,42 +99,72 @@ class Subscription:
         closes it with 1013)."""
         if self.closed:
             return False
-        size = len(frame.body)
+        size = len(frame.text)
         # The first frame always fits, however large: a lone snapshot is never refused.
-        if self.queued_bytes and self.queued_bytes + size > self._max_bytes:
+        if (self.queued_bytes and self.queued_bytes + size > self._max_bytes) or len(
+            self._frames
+        ) >= self._maxsize:
             self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
             return False
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.close(CLOSE_TRY_AGAIN_LATER, "client too slow")
-            return False
+        self._frames.append(frame)
         self.queued_bytes += size
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def close(self, code: int, reason: str) -> None:
         """Drop everything queued (freeing what the client pinned) and signal `closing`."""
         if self.closed:
             return
         self.close_reason = (code, reason)
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._frames.clear()
         self.queued_bytes = 0
-        self._queue.put_nowait(None)
+        self._wake()
         self.closing.set()
 
+    async def _wait(self) -> bool:
+        """Wait until a frame is queued; False once closed."""
+        while not self._frames:
+            if self.closed:
+                return False
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return True
+
     async def next_text(self) -> str | None:
-        """The next frame encoded with this connection's next `seq`; None once closed."""
-        frame = await self._queue.get()
-        if frame is None:
+        """The next frame's text; None once closed."""
+        if not await self._wait():
             return None
-        self.queued_bytes = max(0, self.queued_bytes - len(frame.body))
-        self._seq += 1
-        return frame.encode(self._seq)
+        frame = self._frames.popleft()
+        self.queued_bytes = max(0, self.queued_bytes - len(frame.text))
+        return frame.text
+
+    async def next_batch(self, limit: int = 64) -> list[str] | None:
+        """Wait for a frame, then take it and every frame queued behind it (at most `limit`),
+        so a writer that fell behind catches up in one wake-up; None once closed."""
+        if not await self._wait():
+            return None
+        frames = self._frames
+        if len(frames) == 1:
+            frame = frames.popleft()
+            self.queued_bytes = max(0, self.queued_bytes - len(frame.text))
+            return [frame.text]
+        texts: list[str] = []
+        size = 0
+        while frames and len(texts) < limit:
+            text = frames.popleft().text
+            texts.append(text)
+            size += len(text)
+        self.queued_bytes = max(0, self.queued_bytes - size)
+        return texts
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._frames)
 
 
 class Broadcaster:

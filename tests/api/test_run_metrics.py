@@ -38,7 +38,7 @@ async def test_runs_and_tasks_are_counted(
             lambda f: (
                 f["type"] == "progress"
                 and f["run_id"] == second["run_id"]
-                and f["data"]["processes"]["GENERATE"]["running"] > 0
+                and f["data"]["processes"]["GENERATE"]["running"] == 3
             )
         )
         cancel = await http.delete(

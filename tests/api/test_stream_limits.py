@@ -66,7 +66,7 @@ async def test_a_stalled_client_is_closed_and_never_delays_the_others(
             for _ in range(50)
         ]
         services.broadcaster.publish(
-            Frame.build("log", None, utcnow(), {"lines": lines, "index": index})
+            Frame.build("log", None, utcnow(), {"lines": lines, "index": index}, event_id=index + 1)
         )
         frame = await healthy.next(timeout=10)
         assert frame["data"]["index"] == index

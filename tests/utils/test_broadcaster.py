@@ -1,4 +1,5 @@
-"""Fan-out rules: snapshot first, seq per connection, the client cap, the overflow rule."""
+"""Fan-out rules: snapshot first, one shared text per frame, batches, the client cap, the
+overflow rule."""
 
 from __future__ import annotations
 
@@ -12,25 +13,41 @@ from nextflow_k8s_service.utils.broadcaster import Broadcaster, Frame, TooManyCl
 
 
 def _frame(kind: str, n: int) -> Frame:
-    return Frame.build(kind, "r0123456789a", utcnow(), {"n": n})
+    return Frame.build(kind, "r0123456789a", utcnow(), {"n": n}, event_id=n)
 
 
 def _snapshot() -> Frame:
-    return Frame.build("snapshot", None, utcnow(), {"active": False})
+    return Frame.build("snapshot", None, utcnow(), {"active": False}, event_id=0)
 
 
-async def test_snapshot_comes_first_and_seq_counts_per_connection() -> None:
+async def test_snapshot_comes_first_and_every_client_gets_the_same_frame() -> None:
     broadcaster = Broadcaster(max_clients=5, queue_frames=8, metrics=Metrics())
     async with broadcaster.subscribe(_snapshot) as first:
         broadcaster.publish(_frame("log", 1))
         async with broadcaster.subscribe(_snapshot) as second:
             broadcaster.publish(_frame("log", 2))
-            got_first = [json.loads(await first.next_text() or "") for _ in range(3)]
-            got_second = [json.loads(await second.next_text() or "") for _ in range(2)]
-    assert [(f["seq"], f["type"]) for f in got_first] == [(1, "snapshot"), (2, "log"), (3, "log")]
-    assert [(f["seq"], f["type"]) for f in got_second] == [(1, "snapshot"), (2, "log")]
-    assert got_second[1]["data"] == {"n": 2}
+            got_first = [await first.next_text() or "" for _ in range(3)]
+            got_second = [await second.next_text() or "" for _ in range(2)]
+    decoded = [json.loads(text) for text in got_first]
+    assert [(f["seq"], f["type"]) for f in decoded] == [(0, "snapshot"), (1, "log"), (2, "log")]
+    assert json.loads(got_second[0])["type"] == "snapshot"
+    assert got_second[1] is got_first[2]  # encoded once, the very same string for everyone
     assert broadcaster.client_count == 0
+
+
+async def test_a_writer_takes_every_queued_frame_at_once() -> None:
+    broadcaster = Broadcaster(max_clients=5, queue_frames=8, metrics=Metrics())
+    async with broadcaster.subscribe(_snapshot) as client:
+        for n in range(1, 5):
+            broadcaster.publish(_frame("log", n))
+        batch = await client.next_batch(limit=3)
+        assert batch is not None and [json.loads(t)["seq"] for t in batch] == [0, 1, 2]
+        rest = await client.next_batch()
+        assert rest is not None and [json.loads(t)["seq"] for t in rest] == [3, 4]
+        assert client.queued_bytes == 0
+        broadcaster.publish(_frame("log", 5))
+        client.close(1001, "bye")
+        assert await client.next_batch() is None
 
 
 async def test_the_client_cap_is_enforced() -> None:
@@ -74,7 +91,7 @@ async def test_a_client_is_also_bounded_in_bytes() -> None:
     broadcaster = Broadcaster(
         max_clients=5, queue_frames=1000, queue_bytes=10_000, metrics=Metrics()
     )
-    big = Frame.build("log", None, utcnow(), {"blob": "x" * 4000})
+    big = Frame.build("log", None, utcnow(), {"blob": "x" * 4000}, event_id=1)
     async with broadcaster.subscribe(_snapshot) as slow:
         broadcaster.publish(big)
         broadcaster.publish(big)
