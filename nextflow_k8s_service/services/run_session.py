@@ -227,7 +227,10 @@ class RunSession:
 
     def _flush_logs(self) -> None:
         for lines in self._logs.take():
-            self._emit("log", {"lines": [wire_line(line) for line in lines]})
+            # Log lines leave the run as it was: no copy of it (with every task record) in each
+            # of the log's most numerous entries.
+            data = {"lines": [wire_line(line) for line in lines]}
+            self.writer.emit(RunEvent(type="log", run_id=self.run_id, data=data))
 
     def _send_progress(self, now: float) -> None:
         self._progress_dirty = False
