@@ -189,7 +189,8 @@ return {1}
 # ARGV: run_id, epoch, record, record_ttl_ms, history_limit, history_ttl_ms, op_ms, floor,
 #       max_entries, max_bytes, max_lines, max_markers, (line count, event)...
 # Appends the final events, records the run and frees the lock. A record whose retention
-# already ran out (record_ttl_ms = 0) frees the lock but is not kept.
+# already ran out (record_ttl_ms = 0) frees the lock but is not kept. Runs the history no longer
+# holds are deleted with their event logs.
 FINISH = (
     _FENCE
     + _APPEND
@@ -205,6 +206,14 @@ if tonumber(ARGV[4]) > 0 then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
   redis.call('LREM', KEYS[4], 0, ARGV[1])
   redis.call('LPUSH', KEYS[4], ARGV[1])
+  -- Runs pushed off the history are forgotten now, with their event logs, rather than at
+  -- their TTL: what Redis holds stays flat however many runs a TTL sees. Their key names
+  -- share KEYS[3]'s prefix (`<prefix>run:<id>`).
+  local prefix = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[1] - 4)
+  for _, old in ipairs(redis.call('LRANGE', KEYS[4], tonumber(ARGV[5]), -1)) do
+    redis.call('DEL', prefix .. 'run:' .. old, prefix .. 'events:' .. old,
+      prefix .. 'events-meta:' .. old)
+  end
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
   redis.call('PEXPIRE', KEYS[4], ARGV[6])
 end

@@ -193,3 +193,21 @@ async def test_read_pages_with_a_limit(make_backend: BackendFactory) -> None:
     assert [e.id for e in await backend.events.read(run.run_id, limit=3)] == [1, 2, 3]
     assert [e.id for e in await backend.events.read(run.run_id, after=3, limit=3)] == [4, 5, 6]
     assert [e.id for e in await backend.events.read(run.run_id, after=6, limit=3)] == [7]
+
+
+async def test_a_run_pushed_off_the_history_is_forgotten_with_its_log(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend(history_limit=2)
+    runs = []
+    for _ in range(3):
+        run = await active_run(backend)
+        await backend.events.append(run.run_id, [log_event(run, 1)], epoch=run.epoch)
+        await backend.store.finish(finished(run), final_events(run), floor=1)
+        runs.append(run)
+
+    assert await backend.store.get_run(runs[0].run_id) is None
+    assert await backend.events.read(runs[0].run_id) == []
+    for run in runs[1:]:
+        assert await backend.store.get_run(run.run_id) is not None
+        assert [e.id for e in await backend.events.read(run.run_id)] == [1, 2, 3]
