@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.api_load import figure_api
+from benchmarks.archive_memory import figure_archive_memory
 from benchmarks.fanout import figure_fanout, figure_idle_memory, figure_slow_client
 from benchmarks.k8s_cost import figure_k8s_cost
 from benchmarks.page import figure_page
@@ -36,6 +37,7 @@ FIGURES: dict[str, tuple[str, Callable[[Sizes], Awaitable[dict[str, Any]]]]] = {
     "5": ("k8s_cost", figure_k8s_cost),
     "6": ("idle_memory", figure_idle_memory),
     "7": ("page", figure_page),
+    "8": ("archive_memory", figure_archive_memory),
 }
 
 #: The figures' headline numbers: each must be a finite number in a successful run.
@@ -70,6 +72,7 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "k8s_cost": ("short_requests", "long_requests", "requests_ratio"),
     "idle_memory": ("rss_none_mb", "rss_clients_mb", "per_client_kb"),
     "page": ("idle_task_ms_per_second", "flood_lines_per_second", "flood_max_long_task_ms"),
+    "archive_memory": ("rss_growth_mb", "redis_growth_mb", "replay_kb_per_run"),
 }
 
 
