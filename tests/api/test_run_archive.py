@@ -232,3 +232,16 @@ async def test_a_step_printing_100000_lines_leaves_a_bounded_archive_that_says_w
         1500,
     ]
     assert frames[-1]["type"] == "complete"
+
+
+async def test_event_requests_count_against_the_stream_connect_rate_limit(
+    make_settings: SettingsFactory, start_server: Any
+) -> None:
+    server: LiveServer = await start_server(make_settings(rate_limit_stream_connects_per_minute=2))
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        answers = [await client.get(f"{API}/runs/r000000000ff/events") for _ in range(3)]
+        logs = await client.get(f"{API}/runs/r000000000ff/logs")
+
+    assert [r.status_code for r in answers] == [404, 404, 429]
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    assert logs.status_code == 404  # reading logs is a plain request, not a stream
