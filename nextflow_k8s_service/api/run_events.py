@@ -9,8 +9,9 @@ frame is exactly the JSON object a WebSocket client receives for that event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
@@ -57,7 +58,14 @@ _STREAM: Responses = {
 
 
 class _FrameStream(StreamingResponse):
-    """A streaming response whose every send must go through within `SEND_TIMEOUT_SECONDS`."""
+    """A streaming response whose every send must go through within `SEND_TIMEOUT_SECONDS`.
+    However it ends (done, timed out, the client left: cancelled), its frames are closed at
+    once, so a follower's subscription is released then, not when the generator is collected.
+    """
+
+    def __init__(self, frames: AsyncGenerator[str, None], **kwargs: Any) -> None:
+        super().__init__(frames, **kwargs)
+        self._frames = frames
 
     async def stream_response(self, send: Send) -> None:
         async def bounded(message: Message) -> None:
@@ -68,6 +76,8 @@ class _FrameStream(StreamingResponse):
             await super().stream_response(bounded)
         except TimeoutError:
             logger.info("ended a run stream whose client stopped reading")
+        finally:
+            await self._frames.aclose()
 
 
 def _after(after: int | None, last_event_id: str) -> int:
@@ -76,18 +86,21 @@ def _after(after: int | None, last_event_id: str) -> int:
     return int(last_event_id) if last_event_id else 0
 
 
-async def _lines(frames: AsyncIterator[ArchivedFrame], sse: bool) -> AsyncIterator[str]:
-    try:
-        async for frame in frames:
-            if sse:
-                yield f"id: {frame.id}\nevent: {frame.type}\ndata: {frame.text}\n\n"
-            else:
-                yield frame.text + "\n"
-    except TooManyClientsError:
-        return  # the cap filled between the check and the subscription: end here
-    except StoreUnavailableError as exc:
-        # The response has started: ending it is all that is left; `after` resumes it.
-        logger.warning("ended a run stream: %s", exc)
+async def _lines(
+    frames: AsyncGenerator[ArchivedFrame, None], sse: bool
+) -> AsyncGenerator[str, None]:
+    async with contextlib.aclosing(frames):
+        try:
+            async for frame in frames:
+                if sse:
+                    yield f"id: {frame.id}\nevent: {frame.type}\ndata: {frame.text}\n\n"
+                else:
+                    yield frame.text + "\n"
+        except TooManyClientsError:
+            return  # the cap filled between the check and the subscription: end here
+        except StoreUnavailableError as exc:
+            # The response has started: ending it is all that is left; `after` resumes it.
+            logger.warning("ended a run stream: %s", exc)
 
 
 async def _stream(

@@ -13,7 +13,7 @@ that falls behind, or the server shutting down, closes it and ends the follow.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,12 +95,12 @@ class RunArchive:
         dropped = await self._events.dropped_lines(run_id)
         return LogSlice(lines=lines[-limit:], dropped_lines=dropped, truncated=len(lines) > limit)
 
-    async def frames(self, run_id: str, after: int = 0) -> AsyncIterator[ArchivedFrame]:
+    async def frames(self, run_id: str, after: int = 0) -> AsyncGenerator[ArchivedFrame, None]:
         """The run's recorded frames with an id above `after`, in order."""
         async for entry in self._entries(run_id, after):
             yield encode(entry)
 
-    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[ArchivedFrame]:
+    async def follow(self, run_id: str, after: int = 0) -> AsyncGenerator[ArchivedFrame, None]:
         """The run's frames above `after`, recorded then live, ending after its `complete`
         (or when the run is over without one, or the subscription is closed: a lagging
         follower, a shutdown). Raises `TooManyClientsError` before the first live frame."""

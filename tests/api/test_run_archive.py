@@ -245,3 +245,23 @@ async def test_event_requests_count_against_the_stream_connect_rate_limit(
     assert [r.status_code for r in answers] == [404, 404, 429]
     assert int(answers[-1].headers["Retry-After"]) >= 1
     assert logs.status_code == 404  # reading logs is a plain request, not a stream
+
+
+async def test_a_follower_whose_client_leaves_gives_its_place_back(
+    make_settings: SettingsFactory, start_server: Any, open_stream: Any
+) -> None:
+    server: LiveServer = await start_server(make_settings(demo_generate_seconds=5))
+    broadcaster = server.app.state.services.broadcaster
+    stream: StreamReader = await open_stream(server.ws_url)
+    assert (await stream.next())["type"] == "snapshot"
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        run_id = (await client.post(f"{API}/run", json={"batch_count": 1})).json()["run_id"]
+        await stream.until(lambda f: f["type"] == "task" and f["run_id"] == run_id)
+        for _ in range(3):  # more than once: nothing is left behind by a leaving follower
+            async with client.stream(
+                "GET", f"{API}/runs/{run_id}/events", params={"follow": "true"}
+            ) as response:
+                assert json.loads(await anext(response.aiter_lines()))["id"] == 1
+                await asyncio.wait_for(broadcaster.wait_for_clients(lambda n: n == 2), 10)
+            # The client hung up mid-run: its subscription goes with it.
+            await asyncio.wait_for(broadcaster.wait_for_clients(lambda n: n == 1), 10)
