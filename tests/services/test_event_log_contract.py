@@ -211,3 +211,21 @@ async def test_a_run_pushed_off_the_history_is_forgotten_with_its_log(
     for run in runs[1:]:
         assert await backend.store.get_run(run.run_id) is not None
         assert [e.id for e in await backend.events.read(run.run_id)] == [1, 2, 3]
+
+
+async def test_trimming_finds_the_oldest_log_entry_behind_many_kept_ones(
+    make_backend: BackendFactory,
+) -> None:
+    backend = make_backend(max_lines=6)
+    run = await active_run(backend)
+    skeleton = [skeleton_event(run, "progress", n) for n in range(250)]  # > 2 scan pages
+    last = await backend.events.append(run.run_id, skeleton, epoch=run.epoch)
+    for n in range(5):
+        last = await backend.events.append(
+            run.run_id, [many_lines(run, n, 2)], epoch=run.epoch, floor=last
+        )
+
+    kept = await backend.events.read(run.run_id)
+    assert [e.event for e in kept[:250]] == skeleton
+    assert [e.event.data["n"] for e in kept[250:]] == [2, 3, 4]
+    assert await backend.events.dropped_lines(run.run_id) == 4
