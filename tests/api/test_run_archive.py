@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 from typing import Any
 
 import httpx
+import pytest
 
+from nextflow_k8s_service.api import run_events
 from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus, utcnow
 from nextflow_k8s_service.services.event_log import MAX_LOG_LINES_PER_RUN
 from nextflow_k8s_service.services.progress import ProgressTracker
@@ -265,3 +269,55 @@ async def test_a_follower_whose_client_leaves_gives_its_place_back(
                 await asyncio.wait_for(broadcaster.wait_for_clients(lambda n: n == 2), 10)
             # The client hung up mid-run: its subscription goes with it.
             await asyncio.wait_for(broadcaster.wait_for_clients(lambda n: n == 1), 10)
+
+
+class _Seen(logging.Handler):
+    """Sets `event` when a record with `text` in its message is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_a_stream_whose_client_stops_reading_is_ended(
+    make_settings: SettingsFactory,
+    start_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(run_events, "SEND_TIMEOUT_SECONDS", 0.5)
+    caplog.set_level(logging.INFO, logger=run_events.__name__)
+    store = MemoryStateStore(history_limit=5, ttl_minutes=30)
+    record = RunRecord(run_id="r0000000bead", batch_count=1, executor="local")
+    run = (await store.acquire(record)).run
+    last = 0
+    for chunk in range(100):  # about 7.5 MB of frames: more than the socket buffers take
+        lines = [{"timestamp": utcnow().isoformat(), "source": "x", "message": "z" * 1500}] * 50
+        event = RunEvent(type="log", run_id=run.run_id, data={"lines": lines, "chunk": chunk})
+        last = await store.events.append(run.run_id, [event], epoch=run.epoch, floor=last)
+    done = run.model_copy(update={"status": RunStatus.SUCCEEDED, "finished_at": utcnow()})
+    await store.finish(done, [], floor=last)
+    server: LiveServer = await start_server(make_settings(), store=store)
+    seen = _Seen("client stopped reading")
+    logging.getLogger(run_events.__name__).addHandler(seen)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(f"GET {API}/runs/{run.run_id}/events HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        await asyncio.wait_for(seen.event.wait(), 20)  # the server gave up on this client
+        received = await asyncio.wait_for(reader.read(), 20)  # ...and closed the connection
+        writer.close()
+    finally:
+        logging.getLogger(run_events.__name__).removeHandler(seen)
+
+    assert received.startswith(b"HTTP/1.1 200")
+    assert not received.endswith(b"\r\n0\r\n\r\n")  # cut short: no final chunk
+    assert len(received) < 7_000_000
