@@ -2,9 +2,9 @@
 
 Runs the figures in order (1 fan-out, 2 slow client, 3 run overhead, 4 API, 5 Kubernetes API
 cost, 6 idle memory, 7 WebSocket implementations, 8 client scaling, 9 run start and loop lag,
-10 the page in Chromium) and writes `results.json` and `RESULTS.md` to the output directory
-(default: this package's directory). A figure that fails is recorded as not measured, with the
-error, and the others still run.
+10 the page in Chromium, 11 archive memory over 50 runs) and writes `results.json` and
+`RESULTS.md` to the output directory (default: this package's directory). A figure that fails
+is recorded as not measured, with the error, and the others still run.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.api_load import figure_api
+from benchmarks.archive_memory import figure_archive_memory
 from benchmarks.fanout import figure_fanout, figure_idle_memory, figure_slow_client
 from benchmarks.k8s_cost import figure_k8s_cost
 from benchmarks.page import figure_page
@@ -44,6 +45,7 @@ FIGURES: dict[str, tuple[str, FigureFn]] = {
     "8": ("client_scaling", figure_client_scaling),
     "9": ("start", figure_start),
     "10": ("page", figure_page),
+    "11": ("archive_memory", figure_archive_memory),
 }
 
 #: The figures' headline numbers: each must be a finite number in a successful run.
@@ -93,6 +95,7 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     ),
     "start": ("accept_ms_smallest", "accept_ms_largest", "accept_ratio", "lag_max_ms_largest"),
     "page": ("idle_task_ms_per_second", "flood_lines_per_second", "flood_max_long_task_ms"),
+    "archive_memory": ("rss_growth_mb", "redis_growth_mb", "replay_kb_per_run"),
 }
 
 

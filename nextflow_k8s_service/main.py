@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from nextflow_k8s_service import __version__
-from nextflow_k8s_service.api import demo, health, stream
+from nextflow_k8s_service.api import demo, health, run_events, stream
 from nextflow_k8s_service.api.deps import Services
 from nextflow_k8s_service.api.errors import install_error_handlers
 from nextflow_k8s_service.api.middleware import (
@@ -37,6 +37,7 @@ from nextflow_k8s_service.services.event_relay import EventRelay
 from nextflow_k8s_service.services.live_view import LiveView
 from nextflow_k8s_service.services.pipeline_manager import PipelineManager
 from nextflow_k8s_service.services.rate_limit import MemoryRateLimiter, RateLimiter
+from nextflow_k8s_service.services.run_archive import RunArchive
 from nextflow_k8s_service.services.run_keeper import RunKeeper
 from nextflow_k8s_service.services.state_store import MemoryStateStore, StateStore
 from nextflow_k8s_service.utils.broadcaster import Broadcaster
@@ -170,6 +171,7 @@ def create_app(
                 metrics=metrics,
                 rate_limiter=state.rate_limiter,
                 trusted_proxies=parse_networks(settings.trusted_proxies),
+                archive=RunArchive(events=state.events, store=state.store, broadcaster=broadcaster),
             )
             logger.info(
                 "serving: executor=%s, state=%s",
@@ -201,6 +203,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(demo.router, prefix=API_PREFIX)
     demo.document_limits(app, settings)
+    app.include_router(run_events.router, prefix=API_PREFIX)
     app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX, include_in_schema=False)

@@ -267,6 +267,18 @@ class TasksResponse(BaseModel):
     tasks: list[TaskRecord]
 
 
+class LogsResponse(BaseModel):
+    """`GET /demo/runs/{run_id}/logs`: the run's last log lines, of one source if asked."""
+
+    run_id: str
+    source: str | None = Field(description="The source asked for; null: every source.")
+    lines: list[LogLine] = Field(description="Oldest first; at most `limit`.")
+    truncated: bool = Field(description="Older retained lines matched but are left out.")
+    dropped_lines: int = Field(
+        description="Lines of the run (any source) the bounded archive no longer holds."
+    )
+
+
 class StatusResponse(BaseModel):
     active: bool
     run: RunDetail | None

@@ -14,6 +14,7 @@ from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.services.live_view import LiveView
 from nextflow_k8s_service.services.pipeline_manager import PipelineManager
 from nextflow_k8s_service.services.rate_limit import RateLimiter
+from nextflow_k8s_service.services.run_archive import RunArchive
 from nextflow_k8s_service.utils.broadcaster import Broadcaster
 from nextflow_k8s_service.utils.client_address import Network, client_address
 
@@ -29,6 +30,7 @@ class Services:
     metrics: Metrics
     rate_limiter: RateLimiter
     trusted_proxies: list[Network]
+    archive: RunArchive
 
     def client_of(self, connection: HTTPConnection) -> str:
         peer = connection.client.host if connection.client else None

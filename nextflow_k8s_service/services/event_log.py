@@ -11,9 +11,11 @@ same operation) unless that epoch still holds the run — see `StateStore`. Read
 writer; `follow` blocks until something is appended or `block` seconds pass, so a reader that
 comes back after an interruption resumes exactly after the last id it saw.
 
-A finished run's log is kept `RUN_TTL_MINUTES`; each log is bounded in entries and bytes (the
-oldest entries go first). The Redis implementation (`redis_event_log.py`) passes the same
-contract tests as `MemoryEventLog` here.
+A finished run's log is kept `RUN_TTL_MINUTES` and is the run's archive (its frames, its log
+lines). Each log is bounded in entries, bytes and log lines: trimming drops the oldest `log`
+entries only, counting the lines it dropped (`dropped_lines`), so the run's skeleton (status,
+task, progress, complete, error) always survives; the newest entry is always kept. The Redis
+implementation (`redis_event_log.py`) passes the same contract tests as `MemoryEventLog` here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nextflow_k8s_service.models import RunEvent
 
 MAX_ENTRIES_PER_RUN = 5000
 MAX_BYTES_PER_RUN = 8 * 1024 * 1024
+MAX_LOG_LINES_PER_RUN = 5000
 MAX_MARKERS = 100
 
 MarkerKind = Literal["start", "end", "cancel"]
@@ -85,8 +88,12 @@ class EventLog(Protocol):
         lost meanwhile. Raises `LeaseLostError`."""
         ...
 
-    async def read(self, run_id: str, after: int = 0) -> list[LogEntry]:
-        """The run's retained entries with an id above `after`, in order."""
+    async def read(self, run_id: str, after: int = 0, limit: int | None = None) -> list[LogEntry]:
+        """The run's retained entries with an id above `after`, in order (the first `limit`)."""
+        ...
+
+    async def dropped_lines(self, run_id: str) -> int:
+        """How many log lines of the run retention dropped (0 for an unknown run)."""
         ...
 
     async def follow(self, cursor: Cursor, *, block: float) -> FollowBatch:
@@ -111,10 +118,13 @@ class MemoryEventLog:
     """
 
     def __init__(
-        self, *, max_entries: int = MAX_ENTRIES_PER_RUN, max_bytes: int = MAX_BYTES_PER_RUN
+        self,
+        *,
+        max_entries: int = MAX_ENTRIES_PER_RUN,
+        max_bytes: int = MAX_BYTES_PER_RUN,
+        max_lines: int = MAX_LOG_LINES_PER_RUN,
     ) -> None:
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
+        self._limits = _Limits(max_entries, max_bytes, max_lines)
         self._logs: dict[str, _RunLog] = {}
         self._markers: deque[RunMarker] = deque(maxlen=MAX_MARKERS)
         self._marker_seq = 0
@@ -129,7 +139,7 @@ class MemoryEventLog:
         """Append without a fence check: for the state store's own atomic operations."""
         log = self._logs.get(run_id)
         if log is None:
-            log = self._logs[run_id] = _RunLog(self._max_entries, self._max_bytes)
+            log = self._logs[run_id] = _RunLog(self._limits)
         last = log.append(events, floor)
         self._notify()
         return last
@@ -154,9 +164,13 @@ class MemoryEventLog:
             raise LeaseLostError(f"run {run_id} is held under another epoch", data_lost=False)
         return self.append_unfenced(run_id, events, floor)
 
-    async def read(self, run_id: str, after: int = 0) -> list[LogEntry]:
+    async def read(self, run_id: str, after: int = 0, limit: int | None = None) -> list[LogEntry]:
         log = self._logs.get(run_id)
-        return [] if log is None else log.after(after)
+        return [] if log is None else log.after(after, limit)
+
+    async def dropped_lines(self, run_id: str) -> int:
+        log = self._logs.get(run_id)
+        return 0 if log is None else log.dropped_lines
 
     async def follow(self, cursor: Cursor, *, block: float) -> FollowBatch:
         batch = self._collect(cursor)
@@ -188,14 +202,32 @@ class MemoryEventLog:
         changed.set()
 
 
-class _RunLog:
-    """One run's entries, bounded in count and in (JSON) bytes; the oldest go first."""
+def log_lines(event: RunEvent) -> int | None:
+    """The number of lines of a `log` event (retention may drop it); None for any other."""
+    if event.type != "log":
+        return None
+    lines = event.data.get("lines")
+    return len(lines) if isinstance(lines, list) else 0
 
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
-        self.entries: deque[tuple[LogEntry, int]] = deque()
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    entries: int
+    bytes: int
+    lines: int
+
+
+class _RunLog:
+    """One run's entries, bounded in count, (JSON) bytes and log lines: the oldest `log`
+    entries go first, the others stay; the newest entry is always kept."""
+
+    def __init__(self, limits: _Limits) -> None:
+        self._limits = limits
+        self.entries: dict[int, tuple[LogEntry, int]] = {}
+        self._logs: deque[tuple[int, int]] = deque()  # (id, lines) of the log entries
         self.bytes = 0
+        self.lines = 0
+        self.dropped_lines = 0
         self.last_id = 0
 
     def append(self, events: Sequence[RunEvent], floor: int) -> int:
@@ -203,14 +235,37 @@ class _RunLog:
         for event in events:
             self.last_id += 1
             size = len(event.model_dump_json())
-            self.entries.append((LogEntry(id=self.last_id, event=event), size))
+            self.entries[self.last_id] = (LogEntry(id=self.last_id, event=event), size)
             self.bytes += size
-            while len(self.entries) > 1 and (
-                len(self.entries) > self._max_entries or self.bytes > self._max_bytes
-            ):
-                _, dropped = self.entries.popleft()
-                self.bytes -= dropped
+            lines = log_lines(event)
+            if lines is not None:
+                self._logs.append((self.last_id, lines))
+                self.lines += lines
+        self._trim()
         return self.last_id
 
-    def after(self, after: int) -> list[LogEntry]:
-        return [entry for entry, _ in self.entries if entry.id > after]
+    def _trim(self) -> None:
+        limits = self._limits
+        while (
+            self._logs
+            and self._logs[0][0] != self.last_id
+            and (
+                len(self.entries) > limits.entries
+                or self.bytes > limits.bytes
+                or self.lines > limits.lines
+            )
+        ):
+            entry_id, lines = self._logs.popleft()
+            _, size = self.entries.pop(entry_id)
+            self.bytes -= size
+            self.lines -= lines
+            self.dropped_lines += lines
+
+    def after(self, after: int, limit: int | None = None) -> list[LogEntry]:
+        found = []
+        for entry_id, (entry, _) in self.entries.items():
+            if entry_id > after:
+                found.append(entry)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found

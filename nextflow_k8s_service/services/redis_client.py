@@ -52,7 +52,9 @@ class RedisKeys:
     - `epoch`: the counter of lease epochs. `generation`: a token every replica knows; its
       disappearance means the store lost its data. `gate`: set for one lease after that:
       starting runs is paused.
-    - `events:<id>` (stream) and `events-size:<id>`: a run's event log and its payload bytes.
+    - `events:<id>` (stream) and `events-meta:<id>` (hash `bytes`, `lines`, `dropped`,
+      `scan`): a run's event log, its payload bytes, its log lines kept and dropped, and
+      where trimming looks for the oldest `log` entry.
     - `runs`: the stream of run start/end/cancel markers.
     - `run:<id>`: a finished run's record. `history`: finished run ids, newest first.
     - `op:<nonce>`: a one-minute marker that makes a retried script idempotent.
@@ -91,8 +93,8 @@ class RedisKeys:
     def events(self, run_id: str) -> str:
         return f"{self.prefix}events:{run_id}"
 
-    def events_size(self, run_id: str) -> str:
-        return f"{self.prefix}events-size:{run_id}"
+    def events_meta(self, run_id: str) -> str:
+        return f"{self.prefix}events-meta:{run_id}"
 
     def run(self, run_id: str) -> str:
         return f"{self.prefix}run:{run_id}"

@@ -23,6 +23,7 @@ from nextflow_k8s_service.services import redis_scripts
 from nextflow_k8s_service.services.event_log import (
     MAX_BYTES_PER_RUN,
     MAX_ENTRIES_PER_RUN,
+    MAX_LOG_LINES_PER_RUN,
     MAX_MARKERS,
     Cursor,
     FollowBatch,
@@ -76,10 +77,10 @@ class RedisEventLog:
         lease_seconds: float,
         max_entries: int = MAX_ENTRIES_PER_RUN,
         max_bytes: int = MAX_BYTES_PER_RUN,
+        max_lines: int = MAX_LOG_LINES_PER_RUN,
     ) -> None:
         self._redis = redis
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
+        self._limits = (max_entries, max_bytes, max_lines)
         self._keys = RedisKeys(prefix)
         # The active run's log lives as long as its state (renewals extend both).
         self._active_ttl_ms = max(1, int(lease_seconds * 1000)) * STATE_TTL_LEASES
@@ -91,10 +92,9 @@ class RedisEventLog:
         if not events:
             return floor
         k = self._keys
-        keys = [k.state, k.events(run_id), k.events_size(run_id)]
-        args: list[str | int] = [run_id, epoch, floor, self._max_entries, self._max_bytes]
-        args.append(self._active_ttl_ms)
-        args += [event.model_dump_json() for event in events]
+        keys = [k.state, k.events(run_id), k.events_meta(run_id)]
+        args: list[str | int] = [run_id, epoch, floor, *self._limits, self._active_ttl_ms]
+        args += redis_scripts.event_args(events)
         with translated("append"):
             reply = await self._append(keys=keys, args=args)
         status = int(reply[0])
@@ -104,18 +104,24 @@ class RedisEventLog:
             )
         return int(reply[1])
 
-    async def read(self, run_id: str, after: int = 0) -> list[LogEntry]:
+    async def read(self, run_id: str, after: int = 0, limit: int | None = None) -> list[LogEntry]:
         entries: list[LogEntry] = []
         start = f"({after}-0" if after else "-"
         key = self._keys.events(run_id)
         with translated("read"):
             while True:
-                raw = await self._redis.xrange(key, min=start, max="+", count=READ_BATCH) or []
+                count = READ_BATCH if limit is None else min(READ_BATCH, limit - len(entries))
+                raw = await self._redis.xrange(key, min=start, max="+", count=count) or []
                 batch = _entries(raw)
                 entries += batch
-                if len(raw) < READ_BATCH:
+                if len(raw) < count or (limit is not None and len(entries) >= limit):
                     return entries
                 start = f"({text(raw[-1][0])}"
+
+    async def dropped_lines(self, run_id: str) -> int:
+        with translated("dropped_lines"):
+            dropped = await self._redis.hget(self._keys.events_meta(run_id), "dropped")
+        return int(text(dropped) or 0)
 
     async def follow(self, cursor: Cursor, *, block: float) -> FollowBatch:
         streams: dict[Any, Any] = {self._keys.runs: cursor.markers or "0-0"}

@@ -7,6 +7,22 @@ is not the active run at all (the store lost it, or it ended elsewhere).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from nextflow_k8s_service.models import RunEvent
+from nextflow_k8s_service.services.event_log import log_lines
+
+
+def event_args(events: Sequence[RunEvent]) -> list[str]:
+    """The events as the append scripts take them: a `log` entry's line count ('' for any
+    other entry), then the event's JSON."""
+    args: list[str] = []
+    for event in events:
+        lines = log_lines(event)
+        args += ["" if lines is None else str(lines), event.model_dump_json()]
+    return args
+
+
 # Shared functions, prepended to the scripts that use them.
 _FENCE = """
 local function fence(state, run_id, epoch)
@@ -29,32 +45,60 @@ local function next_epoch(key, floor, ttl)
 end
 """
 
-# Appends ARGV[from..] to a run's stream with ids `<n>-0`, n counting on from the stream's top
-# or `floor`, whichever is higher (the log may have been lost meanwhile); then drops the oldest
-# entries while the stream holds more than `max_entries` or more than `max_bytes` of payload
-# (always keeping the newest). The byte count lives in `size_key`.
+# Appends the events of ARGV[from..] (pairs: a `log` entry's line count, '' for any other
+# entry; the event's JSON) to a run's stream with ids `<n>-0`, n counting on from the stream's
+# top or `floor`, whichever is higher (the log may have been lost meanwhile). Then, while the
+# stream holds more than `max_entries`, `max_bytes` of payload or `max_lines` log lines, drops
+# its oldest `log` entry (an entry with an `n` field), never another kind and never the newest,
+# adding its lines to `dropped`. `meta` (hash: bytes, lines, dropped, scan) keeps the totals and
+# `scan`, the id before which no `log` entry is left, so each entry is looked at about once.
 _APPEND = """
 local function top_id(stream)
   local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   if top[1] then return tonumber(string.match(top[1][1], '^(%d+)')) end
   return 0
 end
-local function append(stream, size_key, floor, max_entries, max_bytes, ttl_ms, from)
+local function oldest_log(stream, scan)
+  while true do
+    local batch = redis.call('XRANGE', stream, scan, '+', 'COUNT', 100)
+    for _, entry in ipairs(batch) do
+      if entry[2][3] == 'n' then return entry, scan end
+      scan = '(' .. entry[1]
+    end
+    if #batch < 100 then return nil, scan end
+  end
+end
+local function append(stream, meta, floor, max_entries, max_bytes, max_lines, ttl_ms, from)
   local n = math.max(tonumber(floor), top_id(stream))
-  local total = tonumber(redis.call('GET', size_key) or '0')
-  for i = from, #ARGV do
+  local m = redis.call('HMGET', meta, 'bytes', 'lines', 'dropped', 'scan')
+  local bytes, lines = tonumber(m[1] or '0'), tonumber(m[2] or '0')
+  local dropped, scan = tonumber(m[3] or '0'), m[4] or '-'
+  for i = from, #ARGV, 2 do
     n = n + 1
-    redis.call('XADD', stream, n .. '-0', 'e', ARGV[i])
-    total = total + #ARGV[i]
+    if ARGV[i] == '' then
+      redis.call('XADD', stream, n .. '-0', 'e', ARGV[i + 1])
+    else
+      redis.call('XADD', stream, n .. '-0', 'e', ARGV[i + 1], 'n', ARGV[i])
+      lines = lines + tonumber(ARGV[i])
+    end
+    bytes = bytes + #ARGV[i + 1]
   end
   local count = redis.call('XLEN', stream)
-  while count > 1 and (count > tonumber(max_entries) or total > tonumber(max_bytes)) do
-    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-    total = total - #oldest[1][2][2]
-    redis.call('XDEL', stream, oldest[1][1])
+  local newest = n .. '-0'
+  while count > tonumber(max_entries) or bytes > tonumber(max_bytes)
+      or lines > tonumber(max_lines) do
+    local entry
+    entry, scan = oldest_log(stream, scan)
+    if entry == nil or entry[1] == newest then break end
+    redis.call('XDEL', stream, entry[1])
+    scan = '(' .. entry[1]
+    bytes = bytes - #entry[2][2]
+    lines = lines - tonumber(entry[2][4])
+    dropped = dropped + tonumber(entry[2][4])
     count = count - 1
   end
-  redis.call('SET', size_key, total, 'PX', ttl_ms)
+  redis.call('HSET', meta, 'bytes', bytes, 'lines', lines, 'dropped', dropped, 'scan', scan)
+  redis.call('PEXPIRE', meta, ttl_ms)
   redis.call('PEXPIRE', stream, ttl_ms)
   return n
 end
@@ -141,11 +185,12 @@ return {1}
 """
 )
 
-# KEYS: state, lock, run:<id>, history, op, events:<id>, events-size:<id>, runs
+# KEYS: state, lock, run:<id>, history, op, events:<id>, events-meta:<id>, runs
 # ARGV: run_id, epoch, record, record_ttl_ms, history_limit, history_ttl_ms, op_ms, floor,
-#       max_entries, max_bytes, max_markers, event...
+#       max_entries, max_bytes, max_lines, max_markers, (line count, event)...
 # Appends the final events, records the run and frees the lock. A record whose retention
-# already ran out (record_ttl_ms = 0) frees the lock but is not kept.
+# already ran out (record_ttl_ms = 0) frees the lock but is not kept. Runs the history no longer
+# holds are deleted with their event logs.
 FINISH = (
     _FENCE
     + _APPEND
@@ -155,23 +200,31 @@ if redis.call('EXISTS', KEYS[5]) == 1 then return {1, redis.call('GET', KEYS[5])
 local f = fence(KEYS[1], ARGV[1], ARGV[2])
 if f ~= 1 then return {f} end
 local keep_ms = math.max(1, tonumber(ARGV[4]))
-local last = append(KEYS[6], KEYS[7], ARGV[8], ARGV[9], ARGV[10], keep_ms, 12)
+local last = append(KEYS[6], KEYS[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], keep_ms, 13)
 redis.call('DEL', KEYS[1], KEYS[2])
 if tonumber(ARGV[4]) > 0 then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
   redis.call('LREM', KEYS[4], 0, ARGV[1])
   redis.call('LPUSH', KEYS[4], ARGV[1])
+  -- Runs pushed off the history are forgotten now, with their event logs, rather than at
+  -- their TTL: what Redis holds stays flat however many runs a TTL sees. Their key names
+  -- share KEYS[3]'s prefix (`<prefix>run:<id>`).
+  local prefix = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[1] - 4)
+  for _, old in ipairs(redis.call('LRANGE', KEYS[4], tonumber(ARGV[5]), -1)) do
+    redis.call('DEL', prefix .. 'run:' .. old, prefix .. 'events:' .. old,
+      prefix .. 'events-meta:' .. old)
+  end
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
   redis.call('PEXPIRE', KEYS[4], ARGV[6])
 end
-mark(KEYS[8], 'end', ARGV[1], ARGV[11], ARGV[6])
+mark(KEYS[8], 'end', ARGV[1], ARGV[12], ARGV[6])
 redis.call('SET', KEYS[5], last, 'PX', ARGV[7])
 return {1, tostring(last)}
 """
 )
 
-# KEYS: state, events:<id>, events-size:<id>
-# ARGV: run_id, epoch, floor, max_entries, max_bytes, ttl_ms, event...
+# KEYS: state, events:<id>, events-meta:<id>
+# ARGV: run_id, epoch, floor, max_entries, max_bytes, max_lines, ttl_ms, (line count, event)...
 # `floor` is the last id the writer saw confirmed; a top above it means an earlier attempt of
 # this very append landed and only its reply was lost (only the epoch holder appends): it is
 # not applied twice.
@@ -183,11 +236,11 @@ local f = fence(KEYS[1], ARGV[1], ARGV[2])
 if f ~= 1 then return {f} end
 local top = top_id(KEYS[2])
 if top > tonumber(ARGV[3]) then return {1, tostring(top)} end
-return {1, tostring(append(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 7))}
+return {1, tostring(append(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 8))}
 """
 )
 
-# KEYS: lock, state, events:<id>, events-size:<id>
+# KEYS: lock, state, events:<id>, events-meta:<id>
 # ARGV: token, run_id, epoch, lease_ms, state_ttl_ms
 # The epoch holder may also re-take its own lapsed lock while nobody claimed the run.
 RENEW = (

@@ -27,6 +27,7 @@ from nextflow_k8s_service.services import redis_scripts
 from nextflow_k8s_service.services.event_log import (
     MAX_BYTES_PER_RUN,
     MAX_ENTRIES_PER_RUN,
+    MAX_LOG_LINES_PER_RUN,
     MAX_MARKERS,
 )
 from nextflow_k8s_service.services.redis_client import (
@@ -223,11 +224,11 @@ class RedisStateStore:
             ttl_ms = max(0, int(ttl_ms - max(0.0, age_ms)))
         k, run_id = self._keys, run.run_id
         keys = [k.state, k.lock, k.run(run_id), k.history, k.op(secrets.token_hex(8))]
-        keys += [k.events(run_id), k.events_size(run_id), k.runs]
+        keys += [k.events(run_id), k.events_meta(run_id), k.runs]
         args: list[_Arg] = [run_id, run.epoch, run.model_dump_json(), ttl_ms, self._history_limit]
         args += [self._record_ttl_ms, OP_MARKER_MS, floor, MAX_ENTRIES_PER_RUN, MAX_BYTES_PER_RUN]
-        args.append(MAX_MARKERS)
-        args += [event.model_dump_json() for event in events]
+        args += [MAX_LOG_LINES_PER_RUN, MAX_MARKERS]
+        args += redis_scripts.event_args(events)
         with translated("finish"):
             reply = await self._finish(keys=keys, args=args)
         return int(_fenced(reply, run_id))
@@ -249,7 +250,7 @@ class RedisStateStore:
         """Extend the lease (and the run's state and event log) by one lease; one round trip.
         The epoch holder may re-take its own lapsed lock while nobody claimed the run."""
         k = self._keys
-        keys = [k.lock, k.state, k.events(run_id), k.events_size(run_id)]
+        keys = [k.lock, k.state, k.events(run_id), k.events_meta(run_id)]
         args: list[_Arg] = [self.owner_id, run_id, epoch, self._lease_ms, self._state_ttl_ms]
         with translated("renew"):
             reply = await self._renew(keys=keys, args=args)

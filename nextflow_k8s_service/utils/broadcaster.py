@@ -135,13 +135,13 @@ class Subscription:
             await self._waiter
         return True
 
-    async def next_text(self) -> str | None:
-        """The next frame's text; None once closed."""
+    async def next_frame(self) -> Frame | None:
+        """The next frame; None once closed."""
         if not await self._wait():
             return None
         frame = self._frames.popleft()
         self.queued_bytes = max(0, self.queued_bytes - len(frame.text))
-        return frame.text
+        return frame
 
     async def next_batch(self, limit: int = 64) -> list[str] | None:
         """Wait for a frame, then take it and every frame queued behind it (at most `limit`),

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from nextflow_k8s_service.services.event_log import (
     MAX_BYTES_PER_RUN,
     MAX_ENTRIES_PER_RUN,
+    MAX_LOG_LINES_PER_RUN,
     EventLog,
     MemoryEventLog,
 )
@@ -104,6 +105,7 @@ def make_backend(request: pytest.FixtureRequest) -> BackendFactory:
             *,
             max_entries: int = MAX_ENTRIES_PER_RUN,
             max_bytes: int = MAX_BYTES_PER_RUN,
+            max_lines: int = MAX_LOG_LINES_PER_RUN,
             **kwargs: Any,
         ) -> Backend:
             store = factory(**kwargs)
@@ -113,6 +115,7 @@ def make_backend(request: pytest.FixtureRequest) -> BackendFactory:
                 lease_seconds=kwargs.get("lease_seconds", 30.0),
                 max_entries=max_entries,
                 max_bytes=max_bytes,
+                max_lines=max_lines,
             )
             return Backend(store=store, events=events)
 
@@ -126,13 +129,16 @@ def make_backend(request: pytest.FixtureRequest) -> BackendFactory:
         owner_id: str | None = None,
         max_entries: int = MAX_ENTRIES_PER_RUN,
         max_bytes: int = MAX_BYTES_PER_RUN,
+        max_lines: int = MAX_LOG_LINES_PER_RUN,
     ) -> Backend:
         del lease_seconds  # one process: nothing to lease
         store = MemoryStateStore(
             history_limit=history_limit,
             ttl_minutes=ttl_minutes,
             owner_id=owner_id,
-            events=MemoryEventLog(max_entries=max_entries, max_bytes=max_bytes),
+            events=MemoryEventLog(
+                max_entries=max_entries, max_bytes=max_bytes, max_lines=max_lines
+            ),
         )
         return Backend(store=store, events=store.events)
 

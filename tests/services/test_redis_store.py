@@ -180,7 +180,7 @@ async def test_every_key_expires(
     await events.append(run.run_id, [status(run)], epoch=run.epoch)
     await events.request_cancel(run.run_id)
     keys = await assert_every_key_expires(redis_client, redis_prefix)
-    assert {f"events:{run.run_id}", f"events-size:{run.run_id}"} <= keys
+    assert {f"events:{run.run_id}", f"events-meta:{run.run_id}"} <= keys
 
     await store.update(run.model_copy(update={"status": RunStatus.RUNNING}))
     await assert_every_key_expires(redis_client, redis_prefix)
