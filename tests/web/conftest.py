@@ -67,7 +67,8 @@ class Visitor:
         self.name = name
         self.errors: list[str] = []
         # Console errors a scenario provokes on purpose (the browser logs every refused
-        # WebSocket connection itself; page code cannot catch or silence that).
+        # WebSocket connection itself; page code cannot catch or silence that). Matched against
+        # the message followed by its URL in parentheses.
         self.expected_noise: re.Pattern[str] | None = None
         page.on("console", self._on_console)
         page.on("pageerror", self._on_page_error)
@@ -75,10 +76,10 @@ class Visitor:
     def _on_console(self, message: ConsoleMessage) -> None:
         if message.type != "error":
             return
-        text = message.text
+        text = f"{message.text} ({message.location.get('url', '')})"
         if self.expected_noise is not None and self.expected_noise.search(text):
             return
-        self.errors.append(f"console: {text} ({message.location.get('url', '')})")
+        self.errors.append(f"console: {text}")
 
     def _on_page_error(self, error: Error) -> None:
         self.errors.append(f"pageerror: {error}")

@@ -58,6 +58,9 @@ async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     await expect(page.locator("#report")).to_be_visible()
     await expect(page.locator("#history tbody tr")).to_have_count(1)
     await page.locator("#batch-details summary").click()
+    # The timeline and a task's panel are part of the finished page.
+    await page.locator("#timeline .tl-bar[data-task='ANALYZE (2)']").click()
+    await expect(page.locator("#task-panel")).to_be_visible()
     found += await violations(page, "finished")
     assert found == [], "\n".join(found)
     visitors.assert_no_errors()
