@@ -12,6 +12,7 @@ from playwright.async_api import Page, expect
 from tests.conftest import SettingsFactory
 from tests.web.conftest import Visitors
 from tests.web.test_page import PHONE, RUN_TIMEOUT_MS, choose_batches
+from tests.web.test_page_runs import LOGS_404
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +44,7 @@ async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     server = await start_server(settings)
     context = PHONE if device == "phone" else DESKTOP
     visitor = await visitors.open(f"{server.http_url}/", f"axe-{device}", **context)
+    visitor.expected_noise = LOGS_404
     page = visitor.page
     await choose_batches(page, 2)
     found = await violations(page, "idle")
