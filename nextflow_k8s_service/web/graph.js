@@ -151,6 +151,8 @@ export class PipelineGraph {
       "aria-labelledby": "graph-title",
     });
     svg.append(title);
+    // Narrow nodes have no room for the durations: their titles still say them.
+    if (nodeW < 120) svg.setAttribute("data-compact", "");
 
     const heads = s("g", { class: "col-heads", "aria-hidden": "true" });
     heads.append(
