@@ -72,7 +72,7 @@ export class Player {
     this.offsets = frameOffsets(frames);
     this.duration = this.offsets.length ? this.offsets[this.offsets.length - 1] : 0;
     this.onState = onState;
-    this.speed = 16;
+    this.speed = 4;
     this.playing = false;
     this.position = 0;
     this.next = 0;

@@ -103,7 +103,10 @@ async def test_twelve_batches_draw_25_bars_and_a_task_opens_with_its_own_lines(
     assert set(own) == {"GENERATE (3)"}
     assert len(own) == len(expected)
 
-    # Enter on a timeline bar opens that task; Escape closes the panel again.
+    # Enter on a graph node or a timeline bar opens that task; Escape closes the panel again.
+    await page.locator("#graph .node[data-task='ANALYZE (12)']").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#task-title")).to_have_text("ANALYZE (12)")
     await page.locator("#timeline .tl-bar[data-task='ANALYZE (7)']").focus()
     await page.keyboard.press("Enter")
     await expect(page.locator("#task-title")).to_have_text("ANALYZE (7)")
@@ -198,6 +201,7 @@ async def test_a_replay_at_16x_ends_in_the_state_the_live_run_ended_in(
 
     await page.click("#replay-btn")
     await expect(page.locator("#replay-bar")).to_be_visible()
+    await page.click("#replay-bar .speed[data-speed='16']")
     await expect(page.locator("#replay-bar .speed[data-speed='16']")).to_have_attribute(
         "aria-pressed", "true"
     )
