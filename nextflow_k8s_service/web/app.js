@@ -85,6 +85,8 @@ const ui = {
   replayScrub: $("replay-scrub"),
   replayTime: $("replay-time"),
   replayExit: $("replay-exit"),
+  runLink: $("run-link"),
+  liveLink: $("live-link"),
   taskPanel: $("task-panel"),
   taskTitle: $("task-title"),
   taskState: $("task-state"),
@@ -100,7 +102,7 @@ const ui = {
 };
 
 // `/runs/<run_id>`: the page shows that run (live while it goes on, else from the archive).
-const pinned = (/^\/runs\/(r[0-9a-f]{11})\/?$/.exec(window.location.pathname) || [])[1] || null;
+let pinned = (/^\/runs\/(r[0-9a-f]{11})\/?$/.exec(window.location.pathname) || [])[1] || null;
 /** "live": the stream drives the page; "archive": a remembered run; "replay": the player does. */
 /** @type {"live" | "archive" | "replay"} */
 let mode = "live";
@@ -200,6 +202,7 @@ function draw() {
   const at = now.now + now.offsetMs;
   drawTasks(at);
   renderReplay();
+  renderLinks();
   if (focusPanel && !ui.taskPanel.hidden) {
     focusPanel = false;
     ui.taskTitle.focus({ preventScroll: true });
@@ -353,13 +356,25 @@ function exitReplay() {
   if (pinned && state.run && state.run.run_id === pinned) {
     mode = "archive";
     openPinned();
-  } else {
-    mode = "live";
-    replaceState(pageBase());
-    stream?.stop();
-    stream?.start();
-  }
+  } else goLive();
   ui.pipelineTitle.focus({ preventScroll: true });
+}
+
+/** Leave a replay or a run's address for the live page (a new run is about to start). */
+function goLive() {
+  if (mode === "live" && !pinned) return;
+  player?.stop();
+  player = null;
+  mode = "live";
+  if (pinned) {
+    pinned = null;
+    archiveNote("");
+    window.history.pushState(null, "", "/");
+  }
+  replaceState(pageBase());
+  // A fresh connection starts with a snapshot: the truth of now.
+  stream?.stop();
+  stream?.start();
 }
 
 function renderReplay() {
@@ -380,6 +395,15 @@ function renderReplay() {
   setText(ui.replayTime, time);
   setAttr(ui.replayScrub, "aria-valuetext", time);
   if (run) setText(ui.runLabel, `Replay of run ${run.run_id} at ${player.speed}×`);
+}
+
+/** The run's address, and the way back to the live page from a remembered run. */
+function renderLinks() {
+  const run = state.previewOnly ? null : state.run;
+  setHidden(ui.runLink, !run || Boolean(player) || Boolean(pinned));
+  if (run) setAttr(ui.runLink, "href", `/runs/${run.run_id}`);
+  setHidden(ui.liveLink, !pinned);
+  if (pinned && mode === "archive" && !player && run) setText(ui.runLabel, "From the archive");
 }
 
 // --- task drill-down -------------------------------------------------------------------------
@@ -557,6 +581,7 @@ function buildProcessRows() {
 async function onSubmit(event) {
   event.preventDefault();
   if (state.submitting || isActive(state.run)) return;
+  goLive();
   const n = state.plan;
   const who = ui.who.value.trim();
   storage("local")?.setItem(NAME_KEY, who);

@@ -159,6 +159,17 @@ async def test_a_finished_run_has_an_address_that_renders_it_in_full_after_a_rel
     await expect(page.locator("#task-log .line").first).to_be_attached()
     assert set(await log_sources(page, "#task-log .line")) == {"ANALYZE (2)"}
     await visitor.screenshot("run-address")
+    await expect(page.locator("#run-label")).to_have_text("From the archive")
+    await expect(page.locator("#live-link")).to_be_visible()
+
+    # Starting a run from a run's address goes back to the live page, which follows the new run.
+    await choose_batches(page, 1)
+    await page.click("#run-btn")
+    await expect(page.locator("#run-id")).not_to_have_text(run_id)
+    await expect_finished(page, "succeeded", 1)
+    assert page.url == f"{server.http_url}/"
+    new_id = await shown_run_id(page)
+    await expect(page.locator("#run-link")).to_have_attribute("href", f"/runs/{new_id}")
 
     async with httpx.AsyncClient(base_url=server.http_url) as client:
         assert (await client.get("/runs/not-a-run")).status_code == 404
@@ -214,15 +225,18 @@ async def test_a_replay_at_16x_ends_in_the_state_the_live_run_ended_in(
     await expect(page.locator("#graph .node[data-state='succeeded']")).to_have_count(0)
     await expect(page.locator("#report")).to_be_hidden()
     assert await page.locator("#log .line").count() < len(live["log"])
-    # Played again at 16x it ends where the live run did; pause and the speeds work on the way.
-    await page.click("#replay-play")
-    await page.click("#replay-play")
-    await expect(page.locator("#replay-play")).to_have_text("Play")
-    await page.click("#replay-bar .speed[data-speed='4']")
-    await expect(page.locator("#replay-bar .speed[data-speed='4']")).to_have_attribute(
+    # Played again it ends where the live run did; pause and the speeds work on the way.
+    await page.click("#replay-bar .speed[data-speed='1']")
+    await expect(page.locator("#replay-bar .speed[data-speed='1']")).to_have_attribute(
         "aria-pressed", "true"
     )
+    await page.click("#replay-play")
+    await expect(page.locator("#replay-play")).to_have_text("Pause")
+    await page.click("#replay-play")
+    await expect(page.locator("#replay-play")).to_have_text("Play")
+    paused_at = await page.locator("#replay-scrub").input_value()
     await page.click("#replay-bar .speed[data-speed='16']")
+    assert await page.locator("#replay-scrub").input_value() == paused_at
     await page.click("#replay-play")
     await expect(page.locator("#replay-play")).to_have_text("Replay again", timeout=30_000)
     assert await finished_view(page) == live
