@@ -654,6 +654,8 @@ async function init() {
     if (event.key === "Escape") closeTask();
   });
   ui.replayBtn.addEventListener("click", () => startReplay());
+  // Back from the live page to a run's address (or on): the address decides what is shown.
+  window.addEventListener("popstate", () => window.location.reload());
   ui.replayExit.addEventListener("click", exitReplay);
   ui.replayPlay.addEventListener("click", () => {
     if (!player) return;
