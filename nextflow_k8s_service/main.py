@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -32,6 +32,7 @@ from nextflow_k8s_service.api.middleware import (
 from nextflow_k8s_service.config import ExecutorKind, Settings, load_settings
 from nextflow_k8s_service.executors.base import Executor
 from nextflow_k8s_service.metrics import Metrics
+from nextflow_k8s_service.models import is_run_id
 from nextflow_k8s_service.services.event_log import EventLog
 from nextflow_k8s_service.services.event_relay import EventRelay
 from nextflow_k8s_service.services.live_view import LiveView
@@ -214,4 +215,18 @@ def create_app(
     async def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", media_type="text/html")
 
+    # The address of every remembered run: the page opens it (and says so when it is unknown).
+    @app.api_route("/runs/{run_id}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def run_page(run_id: str) -> Response:
+        if not is_run_id(run_id):
+            return HTMLResponse(_NOT_A_RUN, status_code=404)
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
     return app
+
+
+_NOT_A_RUN = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>No such run</title></head>'
+    "<body><main><h1>No such run</h1><p>Run ids look like r0123456789a. "
+    '<a href="/">Back to the live page</a>.</p></main></body></html>'
+)

@@ -66,6 +66,19 @@ async function request(method, path, { body, headers, signal } = {}) {
   return { status: response.status, data: payload };
 }
 
+/** A body as text (NDJSON), with the same errors as `request`. @param {string} path */
+async function requestText(path) {
+  let response;
+  try {
+    response = await fetch(BASE + path, { cache: "no-store", headers: { Accept: "application/x-ndjson" } });
+  } catch {
+    throw new ApiError(0, "The service cannot be reached.");
+  }
+  const text = await response.text();
+  if (!response.ok) throw new ApiError(response.status, `${response.status} ${response.statusText || "error"}`);
+  return text;
+}
+
 export const api = {
   async limits() {
     return (await request("GET", "/demo/limits")).data;
@@ -93,6 +106,23 @@ export const api = {
   },
   async history(limit = 10) {
     return (await request("GET", `/demo/history?limit=${limit}`)).data;
+  },
+  /** The run's task records: {run_id, tasks}. @param {string} runId */
+  async tasks(runId) {
+    return (await request("GET", `/demo/runs/${encodeURIComponent(runId)}/tasks`)).data;
+  },
+  /** The run's recorded frames, NDJSON. @param {string} runId */
+  async events(runId) {
+    return requestText(`/demo/runs/${encodeURIComponent(runId)}/events`);
+  },
+  /**
+   * The run's archived log lines, of one source when given: {run_id, source, lines, truncated, dropped_lines}.
+   * @param {string} runId @param {string | null} source @param {number} limit
+   */
+  async logs(runId, source, limit) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (source) query.set("source", source);
+    return (await request("GET", `/demo/runs/${encodeURIComponent(runId)}/logs?${query}`)).data;
   },
   /** @param {string} runId */
   async report(runId) {

@@ -11,7 +11,7 @@ function clamp(value, lo, hi) {
   return Math.min(hi, Math.max(lo, value));
 }
 
-/** @typedef {{g: SVGElement, title: SVGElement}} GraphNode */
+/** @typedef {{g: SVGElement, title: SVGElement, dur: SVGElement}} GraphNode */
 
 export class PipelineGraph {
   /** @param {HTMLElement} container */
@@ -20,6 +20,23 @@ export class PipelineGraph {
     this.batchCount = 0;
     /** @type {Record<string, string>} */
     this.states = {};
+    /** @type {Record<string, string>} */
+    this.durations = {};
+    /** @type {(name: string) => void} */
+    this.onOpen = () => {};
+    // A task node opens its panel on click or Enter/Space (nodes are buttons in preview too,
+    // but only a run's nodes are focusable).
+    container.addEventListener("click", (event) => {
+      const node = /** @type {Element} */ (event.target).closest?.(".node");
+      if (node && this.mode === "run") this.onOpen(String(node.getAttribute("data-task")));
+    });
+    container.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" && event.key !== " ") return;
+      const node = /** @type {Element} */ (event.target).closest?.(".node");
+      if (!node || this.mode !== "run") return;
+      event.preventDefault();
+      this.onOpen(String(node.getAttribute("data-task")));
+    });
     this.mode = "preview";
     this.runStatus = "idle";
     this.width = 0;
@@ -60,6 +77,15 @@ export class PipelineGraph {
     this.paint();
   }
 
+  /** Per-task durations shown on the nodes ("1.2 s"), by task name. @param {Record<string, string>} durations */
+  setDurations(durations) {
+    this.durations = durations;
+    for (const [name, node] of this.nodes) {
+      const text = durations[name] || "";
+      if (node.dur.textContent !== text) node.dur.textContent = text;
+    }
+  }
+
   /** @param {string} status */
   setRunStatus(status) {
     this.runStatus = status || "idle";
@@ -76,6 +102,17 @@ export class PipelineGraph {
     if (!this.svg) return;
     setData(this.svg, "mode", this.mode);
     setData(this.svg, "runStatus", this.runStatus);
+    const focusable = this.mode === "run";
+    for (const node of this.nodes.values()) {
+      if (focusable) {
+        node.g.setAttribute("tabindex", "0");
+        node.g.setAttribute("role", "button");
+      } else {
+        node.g.removeAttribute("tabindex");
+        node.g.removeAttribute("role");
+      }
+    }
+    this.svg.setAttribute("role", focusable ? "group" : "img");
   }
 
   render() {
@@ -102,7 +139,7 @@ export class PipelineGraph {
     const ax = Math.round(gx + (rx - gx) * (narrow ? 0.44 : 0.4));
     const laneY = (/** @type {number} */ i) => headH + (i - 0.5) * laneH;
     const ry = headH + (n * laneH) / 2;
-    const fullLabels = nodeW >= 124;
+    const fullLabels = nodeW >= 160;
 
     const title = s("title", { id: "graph-title" }, "Pipeline");
     const svg = s("svg", {
@@ -114,6 +151,8 @@ export class PipelineGraph {
       "aria-labelledby": "graph-title",
     });
     svg.append(title);
+    // Narrow nodes have no room for the durations: their titles still say them.
+    if (nodeW < 120) svg.setAttribute("data-compact", "");
 
     const heads = s("g", { class: "col-heads", "aria-hidden": "true" });
     heads.append(
@@ -150,9 +189,11 @@ export class PipelineGraph {
       const dot = s("circle", { class: "node-dot", cx: x + 12, cy: y, r: 4.5 });
       const ring = s("circle", { class: "node-ring", cx: x + 12, cy: y, r: 7.5 });
       const text = s("text", { class: "node-label", x: x + 23, y: y + 4 }, label);
-      g.append(title, halo, box, ring, dot, text);
+      const dur = s("text", { class: "node-dur", x: x + w - 7, y: y + 4, "text-anchor": "end" });
+      dur.textContent = this.durations[name] || "";
+      g.append(title, halo, box, ring, dot, text, dur);
       nodeLayer.append(g);
-      this.nodes.set(name, { g, title });
+      this.nodes.set(name, { g, title, dur });
     };
     /** @param {string} from @param {string} to @param {string} d */
     const addEdge = (from, to, d) => {
@@ -190,9 +231,12 @@ export class PipelineGraph {
     for (const [name, node] of this.nodes) {
       const state = this.state(name);
       counts[state] += 1;
-      if (node.g.dataset.state !== state) {
-        node.g.dataset.state = state;
-        node.title.textContent = `${name}: ${state}`;
+      const took = this.durations[name] ? `, ${this.durations[name]}` : "";
+      const label = `${name}: ${state}${took}`;
+      if (node.g.dataset.state !== state) node.g.dataset.state = state;
+      if (node.title.textContent !== label) {
+        node.title.textContent = label;
+        node.g.setAttribute("aria-label", label);
       }
     }
     for (const edge of this.edges) {

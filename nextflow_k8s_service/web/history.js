@@ -36,7 +36,15 @@ export function renderHistory(tbody, empty, runs) {
         "tr",
         { dataset: { runId: run.run_id, status } },
         h("td", {}, h("span", { class: "pill pill-small", dataset: { status } }, status)),
-        h("td", {}, h("span", { class: "mono", title: when }, run.run_id)),
+        h(
+          "td",
+          {},
+          h(
+            "a",
+            { class: "link mono", href: `/runs/${run.run_id}`, title: when, "aria-label": `Open run ${run.run_id}` },
+            run.run_id,
+          ),
+        ),
         h("td", { class: "opt num", "data-label": "batches" }, String(run.batch_count ?? "—")),
         h("td", { class: "num", "data-label": "took" }, formatDuration(run.duration_seconds)),
         h("td", { class: "opt by", "data-label": "by" }, run.triggered_by || "—"),

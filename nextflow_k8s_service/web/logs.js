@@ -66,6 +66,15 @@ export class LogConsole {
       list.focus({ preventScroll: true });
     });
     filter.addEventListener("change", () => this.applyFilter());
+    /** @type {(name: string) => void} */
+    this.onOpen = () => {};
+    // A task's name on a line opens that task's panel.
+    list.addEventListener("click", (event) => {
+      const src = /** @type {Element} */ (event.target).closest?.(".src");
+      const line = src && src.closest(".line");
+      const source = line instanceof HTMLElement ? line.dataset.source || "" : "";
+      if (/^(GENERATE|ANALYZE) \(\d+\)$|^REPORT$/.test(source)) this.onOpen(source);
+    });
   }
 
   /**

@@ -27,6 +27,10 @@ const TASK_RE = /^(GENERATE|ANALYZE) \((\d+)\)$|^REPORT$/;
  *   drawn); `epoch` changes when the lines start over (another run).
  * @typedef {{type: string, run_id?: string | null, seq?: number, id?: unknown, timestamp?: string,
  *   data?: any}} Frame
+ * @typedef {{name: string, process: string, index: number, state: string,
+ *   submitted_at: string | null, started_at: string | null, finished_at: string | null,
+ *   duration_seconds: number | null, exit_code: number | null, reason: string | null}} TaskRecord
+ *   One task of the run with its times (SPEC: `task` frames, RunDetail `progress.task_records`).
  * @typedef {{default_batch_count: number, max_batch_count: number, executor: string | null}} Limits
  * @typedef {"connecting" | "live" | "reconnecting" | "offline"} Connection
  * @typedef {{
@@ -48,6 +52,10 @@ const TASK_RE = /^(GENERATE|ANALYZE) \((\d+)\)$|^REPORT$/;
  *   error: string,
  *   ownRun: string | null,
  *   focusRun: string | null,
+ *   records: Record<string, TaskRecord>,
+ *   lastAt: number | null,
+ *   selected: string | null,
+ *   taskLogs: {runId: string, name: string, lines: LogLine[]} | null,
  * }} State
  *   `lostAt`: page clock (ms) when the stream went away while showing a run; null while live.
  *   `percent`: the overall progress shown, which never goes backwards within a run.
@@ -56,6 +64,9 @@ const TASK_RE = /^(GENERATE|ANALYZE) \((\d+)\)$|^REPORT$/;
  *   ended, so the graph shows the plan instead of the last run.
  *   `history`: the recent runs (GET /demo/history), null until loaded.
  *   `ownRun`: the run this tab started; `focusRun`: a run this tab just started, to bring into view.
+ *   `records`: task name -> its record, for the timeline and the task panel.
+ *   `lastAt`: server time (ms) of the newest frame of the run, the timeline's "now" when replayed.
+ *   `selected`: the task whose panel is open; `taskLogs`: its lines as the archive gave them.
  */
 
 /** @returns {State} */
@@ -79,6 +90,10 @@ export function initialState() {
     error: "",
     ownRun: null,
     focusRun: null,
+    records: {},
+    lastAt: null,
+    selected: null,
+    taskLogs: null,
   };
 }
 
@@ -196,6 +211,10 @@ function adopt(state, run) {
         logs: freshLogs(state.logs),
         report: state.report && state.report.runId === run.run_id ? state.report : null,
         previewOnly: false,
+        records: {},
+        lastAt: null,
+        selected: null,
+        taskLogs: null,
       };
   return settle(next);
 }
@@ -245,6 +264,7 @@ function onSnapshot(state, data) {
     // The snapshot is the truth: it replaces what the page held for this run.
     next = adopt(next, normalizeRun(raw));
     next = { ...next, logs: appendLines(next.logs, cleanLines(data.logs), true) };
+    next = withRecords(next, obj(raw.progress).task_records);
   } else if (isActive(state.run)) {
     // The service came back without the run on display (in-memory state is lost on a restart).
     next = patchRun(next, {
@@ -282,7 +302,57 @@ function onDetail(state, detail) {
   if (Object.keys(theirs.tasks).length >= held && theirs.percent >= run.progress.percent) {
     changes.progress = theirs;
   }
-  return patchRun(state, changes);
+  return withRecords(patchRun(state, changes), obj(detail.progress).task_records);
+}
+
+/** @param {unknown} value @returns {string | null} */
+function timeOrNull(value) {
+  return typeof value === "string" && !Number.isNaN(Date.parse(value)) ? value : null;
+}
+
+/** @param {unknown} value @returns {number | null} */
+function numberOrNull(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/**
+ * A task record from the server, merged over what was held (a field the server has not said
+ * yet keeps its value). Null when it is not a task of this pipeline.
+ * @param {TaskRecord | undefined} held @param {any} raw @returns {TaskRecord | null}
+ */
+function toRecord(held, raw) {
+  const r = obj(raw);
+  const match = typeof r.name === "string" ? TASK_RE.exec(r.name) : null;
+  const value = String(r.state);
+  if (!match || !TASK_STATES.includes(value)) return null;
+  /** @param {string} key @param {(v: unknown) => any} clean */
+  const pick = (key, clean) => clean(r[key]) ?? (held ? /** @type {any} */ (held)[key] : null);
+  return {
+    name: r.name,
+    process: match[1] || "REPORT",
+    index: Number(match[2]) || 0,
+    state: value,
+    submitted_at: pick("submitted_at", timeOrNull),
+    started_at: pick("started_at", timeOrNull),
+    finished_at: pick("finished_at", timeOrNull),
+    duration_seconds: pick("duration_seconds", numberOrNull),
+    exit_code: pick("exit_code", numberOrNull),
+    reason: typeof r.reason === "string" ? r.reason : (held?.reason ?? null),
+  };
+}
+
+/**
+ * Merge task records (RunDetail `progress.task_records`, GET /runs/{id}/tasks) into the state.
+ * @param {State} state @param {unknown} raw @returns {State}
+ */
+function withRecords(state, raw) {
+  if (!Array.isArray(raw) || !raw.length) return state;
+  let records = state.records;
+  for (const item of raw) {
+    const record = toRecord(records[item?.name], item);
+    if (record) records = { ...records, [record.name]: record };
+  }
+  return records === state.records ? state : { ...state, records };
 }
 
 /** @param {State} state @param {any} data @returns {State} */
@@ -292,21 +362,29 @@ function onTask(state, data) {
   const value = String(data.state);
   if (!TASK_STATES.includes(value)) return state;
   const progress = { ...run.progress, tasks: { ...run.progress.tasks, [data.name]: value } };
-  return patchRun(state, { progress });
+  const next = patchRun(state, { progress });
+  const record = toRecord(state.records[data.name], data);
+  return record ? { ...next, records: { ...next.records, [data.name]: record } } : next;
 }
 
 /**
  * The next state after `frame`. Stream frames: snapshot, status, progress, task, log, complete,
  * error. The page's own: limits, connection, plan, submit, started, submit-failed, focused,
- * cancel, cancelled, cancel-failed, detail, report, history.
+ * cancel, cancelled, cancel-failed, detail, report, history, tasks (GET /runs/{id}/tasks),
+ * replay (start a run afresh from its identity), select (open a task's panel, or close it with no name), task-logs (its archived lines).
  * @param {State} state
  * @param {Frame} frame
  * @returns {State}
  */
 export function applyFrame(state, frame) {
-  const next = reduce(state, frame);
+  let next = reduce(state, frame);
   const at = Date.parse(String((frame && frame.timestamp) || ""));
-  return next === state ? next : clockTasks(next, Number.isNaN(at) ? null : at, obj(frame && frame.data));
+  if (next === state) return next;
+  const runFrame = next.run && frame.run_id === next.run.run_id;
+  if (runFrame && !Number.isNaN(at) && (next.lastAt === null || at > next.lastAt)) {
+    next = { ...next, lastAt: at };
+  }
+  return clockTasks(next, Number.isNaN(at) ? null : at, obj(frame && frame.data));
 }
 
 /**
@@ -448,6 +526,28 @@ function reduce(state, frame) {
       return onDetail(state, data);
     case "history":
       return Array.isArray(data.runs) ? { ...state, history: data.runs } : state;
+    case "replay": {
+      // The start of a replay or an archived run: the run as it was before its first frame.
+      const raw = obj(data.run);
+      if (typeof raw.run_id !== "string" || !RUN_ID_RE.test(raw.run_id)) return state;
+      /** @type {Run} */
+      const run = { ...blankRun(raw.run_id) };
+      for (const key of /** @type {const} */ (["batch_count", "triggered_by", "executor", "started_at"])) {
+        if (raw[key] !== null && raw[key] !== undefined) /** @type {any} */ (run)[key] = raw[key];
+      }
+      return adopt({ ...state, run: null, report: null }, withBatchCount(run));
+    }
+    case "tasks":
+      if (!state.run || state.run.run_id !== data.run_id) return state;
+      return withRecords(state, data.tasks);
+    case "select": {
+      const name = typeof data.name === "string" && TASK_RE.test(data.name) ? data.name : null;
+      if (name === state.selected) return state;
+      return { ...state, selected: name, taskLogs: null };
+    }
+    case "task-logs":
+      if (!state.run || state.run.run_id !== data.runId || state.selected !== data.name) return state;
+      return { ...state, taskLogs: { runId: data.runId, name: data.name, lines: cleanLines(data.lines) } };
     case "report":
       if (!state.run || state.run.run_id !== data.runId || !obj(data.data).totals) return state;
       return { ...state, report: { runId: String(data.runId), data: data.data } };

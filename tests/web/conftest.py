@@ -67,7 +67,8 @@ class Visitor:
         self.name = name
         self.errors: list[str] = []
         # Console errors a scenario provokes on purpose (the browser logs every refused
-        # WebSocket connection itself; page code cannot catch or silence that).
+        # WebSocket connection itself; page code cannot catch or silence that). Matched against
+        # the message, and against the message followed by its URL in parentheses.
         self.expected_noise: re.Pattern[str] | None = None
         page.on("console", self._on_console)
         page.on("pageerror", self._on_page_error)
@@ -76,9 +77,11 @@ class Visitor:
         if message.type != "error":
             return
         text = message.text
-        if self.expected_noise is not None and self.expected_noise.search(text):
+        located = f"{text} ({message.location.get('url', '')})"
+        noise = self.expected_noise
+        if noise is not None and (noise.search(text) or noise.search(located)):
             return
-        self.errors.append(f"console: {text} ({message.location.get('url', '')})")
+        self.errors.append(f"console: {located}")
 
     def _on_page_error(self, error: Error) -> None:
         self.errors.append(f"pageerror: {error}")

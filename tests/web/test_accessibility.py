@@ -12,6 +12,7 @@ from playwright.async_api import Page, expect
 from tests.conftest import SettingsFactory
 from tests.web.conftest import Visitors
 from tests.web.test_page import PHONE, RUN_TIMEOUT_MS, choose_batches
+from tests.web.test_page_runs import LOGS_404
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +44,7 @@ async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     server = await start_server(settings)
     context = PHONE if device == "phone" else DESKTOP
     visitor = await visitors.open(f"{server.http_url}/", f"axe-{device}", **context)
+    visitor.expected_noise = LOGS_404
     page = visitor.page
     await choose_batches(page, 2)
     found = await violations(page, "idle")
@@ -58,6 +60,39 @@ async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     await expect(page.locator("#report")).to_be_visible()
     await expect(page.locator("#history tbody tr")).to_have_count(1)
     await page.locator("#batch-details summary").click()
+    # The timeline and a task's panel are part of the finished page.
+    await page.locator("#timeline .tl-bar[data-task='ANALYZE (2)']").click()
+    await expect(page.locator("#task-panel")).to_be_visible()
     found += await violations(page, "finished")
     assert found == [], "\n".join(found)
+    visitors.assert_no_errors()
+
+
+async def test_axe_finds_no_violations_on_a_run_address_while_it_replays(
+    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+) -> None:
+    server = await start_server(make_settings())
+    starter = await visitors.open(f"{server.http_url}/", "starter", **DESKTOP)
+    await choose_batches(starter.page, 2)
+    await starter.page.click("#run-btn")
+    await expect(starter.page.locator("#run-status")).to_have_attribute(
+        "data-status", "succeeded", timeout=RUN_TIMEOUT_MS
+    )
+    run_id = (await starter.page.locator("#run-id").inner_text()).strip()
+    for device, context in (("desktop", DESKTOP), ("phone", PHONE)):
+        visitor = await visitors.open(
+            f"{server.http_url}/runs/{run_id}", f"axe-{device}", **context
+        )
+        visitor.expected_noise = LOGS_404
+        page = visitor.page
+        await expect(page.locator("#timeline .tl-bar")).to_have_count(5)
+        await page.locator("#timeline .tl-bar[data-task='REPORT']").click()
+        await expect(page.locator("#task-panel")).to_be_visible()
+        found = await violations(page, f"archive-{device}")
+        await page.click("#replay-btn")
+        await expect(page.locator("#replay-play")).to_have_text("Replay again", timeout=30_000)
+        await page.locator("#replay-scrub").fill("0")
+        await expect(page.locator("#replay-play")).to_have_text("Play")
+        found += await violations(page, f"replay-{device}")
+        assert found == [], "\n".join(found)
     visitors.assert_no_errors()

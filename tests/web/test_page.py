@@ -154,7 +154,7 @@ async def test_run_fills_the_lanes_then_shows_report_and_history(
     row = page.locator(f"#history tbody tr[data-run-id='{run_id}']")
     await expect(row).to_have_attribute("data-status", "succeeded")
     await expect(row.locator(".by")).to_have_text("<b>ada</b>")
-    href = await row.locator("a").get_attribute("href")
+    href = await row.locator("a", has_text="report.json").get_attribute("href")
     assert href == f"/api/v1/demo/runs/{run_id}/report"
     linked = await (await page.request.get(f"{server.http_url}{href}")).json()
     assert linked["run_id"] == run_id
@@ -264,7 +264,7 @@ async def test_starter_cancels_and_every_visitor_sees_it(
         await expect(visitor.page.locator("#report")).to_be_hidden()
         row = visitor.page.locator(f"#history tbody tr[data-run-id='{run_id}']")
         await expect(row).to_have_attribute("data-status", "cancelled")
-        await expect(row.locator("a")).to_have_count(0)
+        await expect(row.locator("a", has_text="report.json")).to_have_count(0)
     await expect(starter.page.locator("#notice")).to_contain_text("cancelled")
     # The token is forgotten once the run is over.
     stored = await starter.page.evaluate("() => sessionStorage.length")
