@@ -162,10 +162,6 @@ class Subscription:
         self.queued_bytes = max(0, self.queued_bytes - size)
         return texts
 
-    @property
-    def pending(self) -> int:
-        return len(self._frames)
-
 
 class Broadcaster:
     """Fans frames out to at most `max_clients` subscriptions on this replica."""
