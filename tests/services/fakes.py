@@ -25,7 +25,8 @@ class QueueExecutor:
     `start_error` makes `start` raise it; `confirm_cancel=False` makes `cancel` a no-op (an
     executor that hangs); `adoptable` holds the runs `adopt` finds; `orphans` what
     `orphan_jobs` lists (`orphans_error` raised instead when set); `check_gate`, when set,
-    holds `check` until it is set (a backend that does not answer).
+    holds `check` (`orphans_gate`: `orphan_jobs`) until it is set (a backend that does
+    not answer).
     """
 
     name = "queue"
@@ -41,6 +42,7 @@ class QueueExecutor:
         self.orphans: list[str] = []
         self.orphans_error: Exception | None = None
         self.check_gate: asyncio.Event | None = None
+        self.orphans_gate: asyncio.Event | None = None
         self.closed = False
         self._queues: dict[str, asyncio.Queue[ExecutorEvent | None]] = {}
         self._following: dict[str, asyncio.Event] = {}
@@ -96,6 +98,8 @@ class QueueExecutor:
         return CheckResult(ok=True, detail="queue")
 
     async def orphan_jobs(self, claimed: set[str]) -> list[str]:
+        if self.orphans_gate is not None:
+            await self.orphans_gate.wait()
         if self.orphans_error is not None:
             raise self.orphans_error
         return [run_id for run_id in self.orphans if run_id not in claimed]
@@ -162,7 +166,7 @@ class FlakyStore(MemoryStateStore):
 
     `orphan` is what the next `claim_orphan` hands out (a run another replica left behind),
     once; `supersede(run_id)` takes the active run over under a new epoch, as a replica that
-    claimed it would.
+    claimed it would; `lose_data()` is a restart without persistence.
     """
 
     def __init__(self, *, history_limit: int = 5) -> None:
@@ -216,6 +220,13 @@ class FlakyStore(MemoryStateStore):
         if self.outage.down:
             return CheckResult(ok=False, detail="the store is down (test outage)")
         return await super().check()
+
+    def lose_data(self) -> None:
+        """The store restarts without its data: no active run, no history, no logs."""
+        self._active = None
+        self._finished.clear()
+        self.events.set_holder(None)
+        self.events.forget(set())
 
     def supersede(self, run_id: str) -> int:
         """Another replica claims the active run `run_id`: a new epoch; returns it."""
