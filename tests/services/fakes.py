@@ -22,8 +22,9 @@ from nextflow_k8s_service.services.state_store import AcquireResult, MemoryState
 class QueueExecutor:
     """An executor whose runs are queues of events the test pushes (`push`, `stop_reporting`).
 
-    `start_error` makes `start` raise it; `confirm_cancel=False` makes `cancel` a no-op (an
-    executor that hangs); `adoptable` holds the runs `adopt` finds; `orphans` what
+    `start_error` makes `start` raise it (`cancel_error`: `cancel`); `confirm_cancel=False`
+    makes `cancel` a no-op (an executor that hangs); `adoptable` holds the runs `adopt` finds
+    (with `adopt_error` raised instead when set); `orphans` what
     `orphan_jobs` lists (`orphans_error` raised instead when set); `check_gate`, when set,
     holds `check` (`orphans_gate`: `orphan_jobs`) until it is set (a backend that does
     not answer).
@@ -35,10 +36,13 @@ class QueueExecutor:
         self.runs_outlive_service = runs_outlive_service
         self.started: list[RunSpec] = []
         self.cancelled: list[str] = []
-        self.adopted: list[str] = []
+        self.adopted: list[tuple[str, datetime | None]] = []
+        self.cancel_error: Exception | None = None
+        self.cancel_asked = asyncio.Event()
         self.start_error: BaseException | None = None
         self.confirm_cancel = True
         self.adoptable: set[str] = set()
+        self.adopt_error: Exception | None = None
         self.orphans: list[str] = []
         self.orphans_error: Exception | None = None
         self.check_gate: asyncio.Event | None = None
@@ -81,14 +85,19 @@ class QueueExecutor:
                 return
 
     async def cancel(self, run_id: str) -> None:
+        self.cancel_asked.set()
+        if self.cancel_error is not None:
+            raise self.cancel_error
         self.cancelled.append(run_id)
         if self.confirm_cancel:
             self.push(run_id, StatusChanged(RunStatus.CANCELLED, "stopped"))
 
     async def adopt(self, spec: RunSpec, *, logs_since: datetime | None = None) -> bool:
+        if self.adopt_error is not None:
+            raise self.adopt_error
         if spec.run_id not in self.adoptable:
             return False
-        self.adopted.append(spec.run_id)
+        self.adopted.append((spec.run_id, logs_since))
         self._queue(spec.run_id)
         return True
 
@@ -165,8 +174,9 @@ class FlakyStore(MemoryStateStore):
     """The memory state store (with a `FlakyEventLog`) behind one `Outage` switch.
 
     `orphan` is what the next `claim_orphan` hands out (a run another replica left behind),
-    once; `supersede(run_id)` takes the active run over under a new epoch, as a replica that
-    claimed it would; `lose_data()` is a restart without persistence.
+    once; `released` lists the leases handed back; `supersede(run_id)` takes the active run
+    over under a new epoch, as a replica that claimed it would; `lose_data()` is a restart
+    without persistence.
     """
 
     def __init__(self, *, history_limit: int = 5) -> None:
@@ -175,6 +185,7 @@ class FlakyStore(MemoryStateStore):
             history_limit=history_limit, ttl_minutes=30, events=FlakyEventLog(self.outage)
         )
         self.orphan: RunRecord | None = None
+        self.released: list[tuple[str, int]] = []
 
     async def acquire(self, run: RunRecord) -> AcquireResult:
         await self.outage.round_trip()
@@ -207,6 +218,11 @@ class FlakyStore(MemoryStateStore):
     async def renew(self, run_id: str, epoch: int) -> None:
         await self.outage.round_trip()
         await super().renew(run_id, epoch)
+
+    async def release(self, run_id: str, epoch: int) -> bool:
+        await self.outage.round_trip()
+        self.released.append((run_id, epoch))
+        return await super().release(run_id, epoch)
 
     async def claim_orphan(self) -> RunRecord | None:
         await self.outage.round_trip()
