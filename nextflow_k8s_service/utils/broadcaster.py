@@ -162,6 +162,11 @@ class Subscription:
         self.queued_bytes = max(0, self.queued_bytes - size)
         return texts
 
+    @property
+    def pending(self) -> int:
+        """Frames queued for the client (the benchmark harness reports it as the backlog)."""
+        return len(self._frames)
+
 
 class Broadcaster:
     """Fans frames out to at most `max_clients` subscriptions on this replica."""

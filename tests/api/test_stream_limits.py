@@ -71,6 +71,9 @@ async def test_a_stalled_client_is_closed_and_never_delays_the_others(
         frame = await healthy.next(timeout=10)
         assert frame["data"]["index"] == index
         received += 1
+        # The stalled client's queue never holds more than its bound.
+        for subscription in list(services.broadcaster._subscriptions):
+            assert subscription.pending <= queue_frames
     assert received == frames_to_send
     async with asyncio.timeout(10):
         await services.broadcaster.wait_for_clients(lambda count: count == 1)
