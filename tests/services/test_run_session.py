@@ -14,6 +14,7 @@ import pytest
 from nextflow_k8s_service.executors.base import LogEmitted, StatusChanged, TaskChanged
 from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.models import RunRecord, RunStatus, TaskState, new_run_id, utcnow
+from nextflow_k8s_service.services.event_log import Cursor
 from nextflow_k8s_service.services.log_streamer import MAX_LINES_PER_FRAME
 from nextflow_k8s_service.services.progress import ProgressTracker
 from nextflow_k8s_service.services.reports import report_path
@@ -106,18 +107,26 @@ async def test_a_run_becomes_its_events_and_its_record(harness: Harness) -> None
     assert 'nks_runs_finished_total{status="succeeded"} 1.0' in metrics
 
 
-async def test_a_steady_stream_of_output_is_flushed_as_it_comes(harness: Harness) -> None:
-    """With no delay allowed, every burst of lines is sent when it has been handled."""
+async def test_output_is_sent_as_it_comes(harness: Harness) -> None:
+    """With no delay allowed, each burst of lines is sent once handled, before the run ends."""
     session = await harness.session(log_interval=0.0)
+    run_id = session.run_id
     task = asyncio.create_task(session.run())
-    harness.executor.push(session.run_id, LogEmitted("nextflow", "one"), LogEmitted("x", "two"))
-    harness.executor.push(session.run_id, StatusChanged(RunStatus.FAILED, "exit 1"))
+    harness.executor.push(run_id, LogEmitted("nextflow", "one"), LogEmitted("x", "two"))
+    cursor = Cursor(markers=await harness.store.events.markers_tail(), run_id=run_id)
+    async with asyncio.timeout(TIMEOUT):
+        while not (batch := await harness.store.events.follow(cursor, block=1.0)).entries:
+            pass
+    assert [line["message"] for line in batch.entries[0].event.data["lines"]] == ["one", "two"]
+    assert not task.done()
+    harness.executor.push(run_id, LogEmitted("nextflow", "three"))
+    harness.executor.push(run_id, StatusChanged(RunStatus.FAILED, "exit 1"))
     async with asyncio.timeout(TIMEOUT):
         final = await task
     assert final is not None and final.status == RunStatus.FAILED
-    entries = await harness.store.events.read(session.run_id)
-    (log,) = [e.event.data["lines"] for e in entries if e.event.type == "log"]
-    assert [line["message"] for line in log] == ["one", "two"]
+    entries = await harness.store.events.read(run_id)
+    logs = [e.event.data["lines"] for e in entries if e.event.type == "log"]
+    assert [[line["message"] for line in lines] for lines in logs] == [["one", "two"], ["three"]]
 
 
 async def test_an_executor_that_stops_reporting_ends_the_run_unknown(harness: Harness) -> None:
