@@ -26,6 +26,7 @@ from nextflow_k8s_service.utils.broadcaster import (
     Subscription,
     TooManyClientsError,
 )
+from nextflow_k8s_service.utils.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
@@ -75,18 +76,14 @@ async def stream(websocket: WebSocket, services: ServicesDep) -> None:
 
 
 async def _serve(websocket: WebSocket, subscription: Subscription, metrics: Metrics) -> None:
-    reader = asyncio.create_task(_read(websocket), name="ws-reader")
-    writer = asyncio.create_task(_write(websocket, subscription, metrics), name="ws-writer")
-    closing = asyncio.create_task(subscription.closing.wait(), name="ws-closing")
-    tasks = (reader, writer, closing)
+    tasks = TaskSupervisor("websocket")
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        reader = tasks.spawn("ws-reader", _read(websocket))
+        writer = tasks.spawn("ws-writer", _write(websocket, subscription, metrics))
+        closing = tasks.spawn("ws-closing", subscription.closing.wait())
+        done, _ = await asyncio.wait((reader, writer, closing), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
+        await tasks.close()
     code, reason = subscription.close_reason or (None, None)
     if reader in done and not reader.cancelled() and reader.exception() is None:
         code, reason = reader.result()
@@ -96,13 +93,16 @@ async def _serve(websocket: WebSocket, subscription: Subscription, metrics: Metr
 
 async def _read(websocket: WebSocket) -> tuple[int | None, str | None]:
     """Drain what the client sends; returns the close to perform (None: the client left)."""
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return None, None
-        payload = message.get("text") or message.get("bytes") or ""
-        if len(payload) > MAX_INCOMING_MESSAGE_BYTES:
-            return CLOSE_TOO_BIG, "message too big"
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None, None
+            payload = message.get("text") or message.get("bytes") or ""
+            if len(payload) > MAX_INCOMING_MESSAGE_BYTES:
+                return CLOSE_TOO_BIG, "message too big"
+    except (WebSocketDisconnect, RuntimeError):
+        return None, None  # the connection is gone (Starlette raises either)
 
 
 async def _write(websocket: WebSocket, subscription: Subscription, metrics: Metrics) -> None:
@@ -111,19 +111,20 @@ async def _write(websocket: WebSocket, subscription: Subscription, metrics: Metr
 
     Every frame already queued is taken in one wake-up and sent back to back, straight to the
     server's own `send` (see `RawSendMiddleware`): the text is the frame's shared encoding.
-    A client that left ends the writer (the server raises an `OSError`, `ClientDisconnected`).
+    A client that left ends the writer (the server raises an `OSError`, `ClientDisconnected`;
+    Starlette's own `send` a `WebSocketDisconnect` or `RuntimeError`).
     """
     send = _server_send(websocket)
-    while True:
-        texts = await subscription.next_batch()
-        if texts is None:
-            return
-        try:
+    try:
+        while True:
+            texts = await subscription.next_batch()
+            if texts is None:
+                return
             for text in texts:
                 await send({"type": "websocket.send", "text": text})
-        except OSError:
-            return
-        metrics.frames_sent.inc(len(texts))
+            metrics.frames_sent.inc(len(texts))
+    except (OSError, WebSocketDisconnect, RuntimeError):
+        return
 
 
 def _server_send(websocket: WebSocket) -> Send:

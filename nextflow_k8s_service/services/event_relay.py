@@ -21,14 +21,14 @@ from nextflow_k8s_service.errors import StoreUnavailableError
 from nextflow_k8s_service.services.event_log import Cursor, EventLog, LogEntry, RunMarker
 from nextflow_k8s_service.services.live_view import LiveView
 from nextflow_k8s_service.services.state_store import StateStore
+from nextflow_k8s_service.utils.backoff import Backoff
 from nextflow_k8s_service.utils.broadcaster import Broadcaster
 from nextflow_k8s_service.utils.tasks import raise_if_cancelling
 
 logger = logging.getLogger(__name__)
 
 BLOCK_SECONDS = 2.0
-BACKOFF_MIN_SECONDS = 0.2
-BACKOFF_MAX_SECONDS = 5.0
+RETRY = Backoff(base=0.2, cap=5.0)
 WARN_EVERY = 12
 
 
@@ -74,7 +74,7 @@ class EventRelay:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Follow the log forever; `ready` is set once the view is seeded."""
-        delay, failures = BACKOFF_MIN_SECONDS, 0
+        failures = 0
         while True:
             raise_if_cancelling()
             try:
@@ -88,6 +88,7 @@ class EventRelay:
                     ready.set()  # start serving anyway: the view says what it has
                 failures += 1
                 self.reconnects += 1
+                delay = RETRY.delay(failures)
                 level = logging.WARNING if failures % WARN_EVERY == 1 else logging.DEBUG
                 logger.log(
                     level,
@@ -98,11 +99,10 @@ class EventRelay:
                 )
                 # A backoff between attempts: a store's return sends no event to await.
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                 continue
             if failures:
                 logger.info("event log readable again after %d attempts", failures)
-            delay, failures = BACKOFF_MIN_SECONDS, 0
+            failures = 0
 
     @contextmanager
     def completion(self, run_id: str) -> Iterator[asyncio.Event]:

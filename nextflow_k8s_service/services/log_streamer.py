@@ -15,8 +15,9 @@ MAX_LINE_CHARS = 2000
 class LogStreamer:
     """Collects lines and hands them out in frames of at most `MAX_LINES_PER_FRAME`.
 
-    The owner decides when to flush: when `due()` says the oldest pending line has waited
-    `interval` seconds, or when `full()` says a whole frame is ready. Over-long lines are cut.
+    The owner decides when to flush: when `seconds_until_due()` reaches 0 (the oldest pending
+    line has waited `interval` seconds), or when `full()` says a whole frame is ready.
+    Over-long lines are cut.
     """
 
     def __init__(self, *, interval: float = 0.1) -> None:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisError
 
 from nextflow_k8s_service.errors import StoreUnavailableError
+from nextflow_k8s_service.utils.backoff import Backoff
 
 # A command gives up after at most (1 + COMMAND_RETRIES) attempts, each bounded by the connect
 # and socket timeouts, with 50 ms .. 1 s of jittered backoff in between. Blocking reads of the
@@ -38,8 +39,18 @@ def connect(url: str) -> redis.asyncio.Redis:
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
+        retry=Retry(_CommandBackoff(Backoff(base=0.05, cap=1.0)), COMMAND_RETRIES),
     )
+
+
+class _CommandBackoff(AbstractBackoff):
+    """The package's `Backoff` as redis-py's retry wants it (`failures` counts from 1)."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._backoff = backoff
+
+    def compute(self, failures: int) -> float:
+        return self._backoff.delay(failures)
 
 
 @dataclass(frozen=True, slots=True)

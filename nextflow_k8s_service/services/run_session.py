@@ -12,7 +12,6 @@ never touched by a replica that lost the run).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -41,6 +40,7 @@ from nextflow_k8s_service.services.progress import ProgressTracker
 from nextflow_k8s_service.services.reports import read_report, summarize
 from nextflow_k8s_service.services.run_writer import RunWriter
 from nextflow_k8s_service.services.state_store import StateStore
+from nextflow_k8s_service.utils.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -97,41 +97,40 @@ class RunSession:
     async def finish_now(self, status: RunStatus, message: str | None) -> RunRecord | None:
         """Finish the run without (further) executor events; None if the run was lost."""
         await self._finish(status, message)
-        return await self._write_out()
+        tasks = TaskSupervisor(f"run-session-{self.run_id}")
+        try:
+            return await self._write_out(tasks)
+        finally:
+            await tasks.close()
 
     async def run(self) -> RunRecord | None:
         queue: asyncio.Queue[ExecutorEvent | None] = asyncio.Queue()
-        pump = asyncio.create_task(self._pump(queue), name=f"executor-events-{self.run_id}")
-        consume = asyncio.create_task(self._consume(queue), name=f"consume-{self.run_id}")
+        tasks = TaskSupervisor(f"run-session-{self.run_id}")
         try:
-            return await self._write_out(consume)
+            tasks.spawn(f"executor-events-{self.run_id}", self._pump(queue))
+            consume = tasks.spawn(f"consume-{self.run_id}", self._consume(queue))
+            return await self._write_out(tasks, consume)
         finally:
-            for task in (consume, pump):
-                task.cancel()
-            for task in (consume, pump):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await tasks.close()
 
-    async def _write_out(self, producer: asyncio.Task[None] | None = None) -> RunRecord | None:
+    async def _write_out(
+        self, tasks: TaskSupervisor, producer: asyncio.Task[None] | None = None
+    ) -> RunRecord | None:
         """Run the writer until the finish is stored (the final record) or the run is lost
-        (None); a producer that fails ends the writing with its exception."""
-        writer = asyncio.create_task(self.writer.run(), name=f"writer-{self.run_id}")
-        try:
-            waiting: set[asyncio.Task[None]] = {writer}
-            if producer is not None:
-                waiting.add(producer)
-            while True:
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if writer in done:
-                    writer.result()
-                    break
-                if producer is not None and producer in done:
-                    producer.result()
-                    waiting.discard(producer)
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        (None); a producer that fails ends the writing with its exception. The caller's
+        `tasks` own the writer (and the producer) and stop them on the way out."""
+        writer = tasks.spawn(f"writer-{self.run_id}", self.writer.run())
+        waiting: set[asyncio.Task[None]] = {writer}
+        if producer is not None:
+            waiting.add(producer)
+        while True:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if writer in done:
+                writer.result()
+                break
+            if producer is not None and producer in done:
+                producer.result()
+                waiting.discard(producer)
         if self.writer.lost.is_set():
             logger.warning("run %s is no longer this replica's; stopped following it", self.run_id)
             return None

@@ -27,14 +27,14 @@ from nextflow_k8s_service.errors import LeaseLostError, StoreUnavailableError
 from nextflow_k8s_service.models import RunEvent, RunRecord
 from nextflow_k8s_service.services.event_log import EventLog
 from nextflow_k8s_service.services.state_store import StateStore
+from nextflow_k8s_service.utils.backoff import Backoff
 from nextflow_k8s_service.utils.tasks import raise_if_cancelling
 
 logger = logging.getLogger(__name__)
 
 MAX_PENDING = 2000
 APPEND_BATCH = 50
-RETRY_MIN_SECONDS = 0.1
-RETRY_MAX_SECONDS = 2.0
+RETRY = Backoff(base=0.1, cap=2.0)
 WARN_EVERY = 20
 _DROPPABLE = frozenset({"log", "progress"})
 
@@ -101,7 +101,7 @@ class RunWriter:
         Cancelling it stops writing (what is pending stays unwritten)."""
         loop = asyncio.get_running_loop()
         renew_at = loop.time() + self._renew_every
-        delay, failures = RETRY_MIN_SECONDS, 0
+        failures = 0
         while True:
             raise_if_cancelling()
             try:
@@ -132,7 +132,7 @@ class RunWriter:
                     continue
                 if failures:
                     logger.info("run %s: the store answers again; writes resumed", self.run_id)
-                delay, failures = RETRY_MIN_SECONDS, 0
+                failures = 0
             except StoreUnavailableError as exc:
                 failures += 1
                 level = logging.WARNING if failures % WARN_EVERY == 1 else logging.DEBUG
@@ -145,8 +145,7 @@ class RunWriter:
                     failures,
                 )
                 # A backoff between attempts: there is no event to await for a store's return.
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                await asyncio.sleep(RETRY.delay(failures))
             except LeaseLostError as exc:
                 if not await self._recover(exc):
                     logger.error("run %s: lost its lease (%s); stopping", self.run_id, exc)
@@ -170,12 +169,14 @@ class RunWriter:
         """Re-establish a run the store lost; False when it is another replica's now."""
         if not exc.data_lost:
             return False
+        failures = 0
         while True:
             try:
                 reestablished = await self._store.reestablish(self.record)
                 break
             except StoreUnavailableError:
-                await asyncio.sleep(RETRY_MAX_SECONDS)
+                failures += 1
+                await asyncio.sleep(RETRY.delay(failures))
         if reestablished is None:
             return False
         self.record.epoch = reestablished.epoch

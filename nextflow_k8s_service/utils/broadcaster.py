@@ -164,6 +164,7 @@ class Subscription:
 
     @property
     def pending(self) -> int:
+        """Frames queued for the client (the benchmark harness reports it as the backlog)."""
         return len(self._frames)
 
 

@@ -60,10 +60,6 @@ class TaskSupervisor:
         """The live task called `name`, if any."""
         return next((task for task in self._tasks if task.get_name() == name), None)
 
-    @property
-    def names(self) -> list[str]:
-        return sorted(task.get_name() for task in self._tasks)
-
     async def cancel(self, *names: str) -> None:
         """Cancel the live tasks called `names` (never the calling task) and await their end."""
         current = asyncio.current_task()

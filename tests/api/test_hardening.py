@@ -186,7 +186,6 @@ async def test_shutdown_drains_then_cancels_the_local_run_and_records_it(
     async with await _client(server) as client:
         run_id = (await client.post(f"{API}/run", json={"batch_count": 3})).json()["run_id"]
         await stream.until(lambda f: f["type"] == "status" and f["data"]["status"] == "running")
-        manager = server.app.state.services.manager
 
         await server.drain()
         with pytest.raises(ConnectionClosed) as closed:
@@ -203,5 +202,7 @@ async def test_shutdown_drains_then_cancels_the_local_run_and_records_it(
     assert run is not None
     assert run.status == "cancelled" and run.message == "cancelled: the service shut down"
     assert await store.get_active() is None
-    assert manager._tasks.names == []
+    # Every task of the service ended with it (the relay, housekeeping, the run's session).
+    service_tasks = ("event-relay", "housekeeping", "run-", "launch-", "writer-", "consume-")
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith(service_tasks)] == []
     assert step_processes() == []

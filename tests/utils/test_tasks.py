@@ -34,7 +34,7 @@ async def test_a_task_that_dies_is_logged_and_reported_to_the_owner(
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in failures] == ["owner: task worker failed"]
     assert failures[0].exc_info is not None
-    assert supervisor.names == []
+    assert supervisor.running("worker") is None
     await supervisor.close()
 
 
@@ -77,7 +77,7 @@ async def test_cancel_stops_only_the_named_tasks_and_never_the_caller() -> None:
 async def test_close_cancels_everything_and_refuses_new_tasks() -> None:
     supervisor = TaskSupervisor("owner")
     tasks = [supervisor.spawn(f"t{i}", _forever()) for i in range(3)]
-    assert supervisor.names == ["t0", "t1", "t2"]
+    assert [supervisor.running(f"t{i}") for i in range(3)] == tasks
     await supervisor.close()
     assert all(task.cancelled() for task in tasks)
     late = _forever()
