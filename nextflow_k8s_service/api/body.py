@@ -60,10 +60,14 @@ def decode_json(raw: bytes) -> Any:
 
 
 async def parse_body(request: Request, model: type[ModelT]) -> ModelT | None:
-    """The request body as `model`, or None when the body is empty or `null`."""
-    data = decode_json(await request.body())
-    if data is None:
+    """The request body as `model`, or None when the body is empty (a JSON `null` is not an
+    object, and is refused like any other value that does not fit the model)."""
+    raw = await request.body()
+    if not raw:
         return None
+    data = decode_json(raw)
+    if data is None:
+        raise _invalid("the body must be a JSON object, not null")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
