@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,16 @@ async def server(make_settings: SettingsFactory, start_server: Any) -> LiveServe
 async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
         yield http
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> None:
+    """Await `condition()` until it holds, polling; only for what sends no event to await (a
+    key's expiry in a store, a process exiting)."""
+    async with asyncio.timeout(within):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.05)
 
 
 def step_processes() -> list[psutil.Process]:

@@ -6,6 +6,7 @@ other's keys; the keys are deleted when the test ends.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
@@ -16,6 +17,7 @@ import pytest
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from nextflow_k8s_service.models import RunRecord, RunStatus, utcnow
 from nextflow_k8s_service.services.event_log import (
     MAX_BYTES_PER_RUN,
     MAX_ENTRIES_PER_RUN,
@@ -29,6 +31,20 @@ from tests.redis_server import RedisServer
 
 StoreFactory = Callable[..., StateStore]
 RedisStoreFactory = Callable[..., RedisStateStore]
+
+_run_numbers = itertools.count(1)
+
+
+def new_run(batch_count: int = 3) -> RunRecord:
+    """A pending local run with an id no other test in this process uses."""
+    run_id = f"r{next(_run_numbers):011x}"
+    return RunRecord(run_id=run_id, batch_count=batch_count, executor="local")
+
+
+def finished(run: RunRecord, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
+    """`run` ended with `status`, now."""
+    return run.model_copy(update={"status": status, "finished_at": utcnow()})
+
 
 # Takes ARGV[1] milliseconds off the TTL of every key in KEYS, deleting those it runs out; one
 # script, so every key sees the same instant (the server's clock stands still inside a script).

@@ -12,26 +12,17 @@ import pytest
 import redis.asyncio
 
 from nextflow_k8s_service.errors import LeaseLostError, StartsPausedError, StoreUnavailableError
-from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus
 from nextflow_k8s_service.services.event_log import Cursor
 from nextflow_k8s_service.services.redis_event_log import RedisEventLog
 from nextflow_k8s_service.services.redis_store import RedisStateStore
 from tests.redis_server import RedisServer
+from tests.services.conftest import finished, new_run
 
 if TYPE_CHECKING:
     from tests.services.conftest import RedisClock, RedisStoreFactory
 
 pytestmark = pytest.mark.redis
-
-_counter = iter(range(1, 1_000_000))
-
-
-def new_run() -> RunRecord:
-    return RunRecord(run_id=f"r{next(_counter):011x}", batch_count=2, executor="local")
-
-
-def finished(run: RunRecord, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
-    return run.model_copy(update={"status": status, "finished_at": utcnow()})
 
 
 async def assert_every_key_expires(client: redis.asyncio.Redis, prefix: str) -> set[str]:
