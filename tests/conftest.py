@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from nextflow_k8s_service.config import Settings, load_settings
 from nextflow_k8s_service.main import create_app
+from nextflow_k8s_service.models import new_run_id
+from nextflow_k8s_service.run_events import ExecutorEvent, RunSpec, StatusChanged
 from tests.live_server import LiveServer
 from tests.redis_server import RedisServer
 
@@ -88,14 +90,102 @@ async def eventually(condition: Callable[[], Awaitable[bool]], within: float) ->
             await asyncio.sleep(0.05)
 
 
-def step_processes() -> list[psutil.Process]:
-    """Child processes of this test process that run a workflows/bin step script."""
-    found = []
+def run_spec(
+    batch_count: int = 2,
+    *,
+    run_id: str | None = None,
+    settings: Settings | None = None,
+    rows_per_batch: int = 10,
+    generate_seconds: float = 0,
+    analyze_seconds: float = 0,
+) -> RunSpec:
+    """A run to hand an executor (a fresh id unless given); with `settings`, the rows and pacing
+    are the settings' demo ones."""
+    if settings is not None:
+        rows_per_batch = settings.demo_rows_per_batch
+        generate_seconds = settings.demo_generate_seconds
+        analyze_seconds = settings.demo_analyze_seconds
+    return RunSpec(
+        run_id=run_id or new_run_id(),
+        batch_count=batch_count,
+        rows_per_batch=rows_per_batch,
+        generate_seconds=generate_seconds,
+        analyze_seconds=analyze_seconds,
+    )
+
+
+class EventCollector:
+    """Collects one run's executor events in a task, so a test can await conditions on them."""
+
+    def __init__(self, events: AsyncIterable[ExecutorEvent]) -> None:
+        self.events: list[ExecutorEvent] = []
+        self._changed = asyncio.Event()
+        self.task = asyncio.create_task(self._collect(events), name="test-event-collector")
+
+    async def _collect(self, events: AsyncIterable[ExecutorEvent]) -> None:
+        try:
+            async for event in events:
+                self.events.append(event)
+                self._changed.set()
+        finally:
+            self._changed.set()
+
+    async def until(
+        self, predicate: Callable[[list[ExecutorEvent]], bool], timeout: float = 10
+    ) -> None:
+        """Wait until `predicate(events)` holds; fails if the events end first."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self.events):
+                assert not self.task.done(), f"the events ended first: {self.events}"
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def finished(self, timeout: float = 15) -> list[ExecutorEvent]:
+        """Every event, once the stream ended."""
+        async with asyncio.timeout(timeout):
+            await self.task
+        return self.events
+
+    def statuses(self) -> list[StatusChanged]:
+        return [e for e in self.events if isinstance(e, StatusChanged)]
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+CollectEvents = Callable[[AsyncIterable[ExecutorEvent]], EventCollector]
+
+
+@pytest.fixture
+async def collect_events() -> AsyncIterator[CollectEvents]:
+    """Start `EventCollector`s; every one still collecting is stopped at the end of the test."""
+    collectors: list[EventCollector] = []
+
+    def collect(events: AsyncIterable[ExecutorEvent]) -> EventCollector:
+        collector = EventCollector(events)
+        collectors.append(collector)
+        return collector
+
+    yield collect
+    for collector in collectors:
+        await collector.close()
+
+
+def step_processes(workflow_dir: Path | None = None) -> dict[int, float]:
+    """pid -> create time of every descendant of this test process running a step script: one
+    in `workflow_dir`, or any `bin/*.py` when it is None."""
+    found: dict[int, float] = {}
     for child in psutil.Process().children(recursive=True):
         try:
-            if any(part.endswith(".py") and "bin" in part for part in child.cmdline()):
-                found.append(child)
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            command = child.cmdline()
+            if workflow_dir is None:
+                runs_step = any(part.endswith(".py") and "bin" in part for part in command)
+            else:
+                runs_step = any(str(workflow_dir) in part for part in command)
+            if runs_step:
+                found[child.pid] = child.create_time()
+        except psutil.Error:
             continue
     return found
 

@@ -204,4 +204,4 @@ async def test_shutdown_drains_then_cancels_the_local_run_and_records_it(
     assert run.status == "cancelled" and run.message == "cancelled: the service shut down"
     assert await store.get_active() is None
     assert manager._tasks.names == []
-    assert step_processes() == []
+    assert step_processes() == {}
