@@ -31,23 +31,28 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+def quiet_settings(workspace_dir: Path, **overrides: Any) -> Settings:
+    """Settings with workspace `workspace_dir`, zero pacing and budgets generous enough for
+    storms (tests/api/test_hardening.py sets its own); keyword arguments override."""
+    values: dict[str, Any] = {
+        "workspace_dir": workspace_dir,
+        "demo_generate_seconds": 0,
+        "demo_analyze_seconds": 0,
+        "demo_rows_per_batch": 50,
+        "rate_limit_runs_per_minute": 100_000,
+        "rate_limit_cancels_per_minute": 100_000,
+        "rate_limit_stream_connects_per_minute": 100_000,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> SettingsFactory:
     """Settings with a private workspace and zero pacing; keyword arguments override."""
 
     def factory(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "workspace_dir": tmp_path / "workspace",
-            "demo_generate_seconds": 0,
-            "demo_analyze_seconds": 0,
-            "demo_rows_per_batch": 50,
-            # Budgets generous enough for storms; tests/api/test_hardening.py sets its own.
-            "rate_limit_runs_per_minute": 100_000,
-            "rate_limit_cancels_per_minute": 100_000,
-            "rate_limit_stream_connects_per_minute": 100_000,
-        }
-        values.update(overrides)
-        return load_settings(**values)
+        return quiet_settings(tmp_path / "workspace", **overrides)
 
     return factory
 
@@ -72,6 +77,21 @@ async def server(make_settings: SettingsFactory, start_server: Any) -> LiveServe
     """A live server with the local executor, in-memory state and zero pacing."""
     live: LiveServer = await start_server(make_settings())
     return live
+
+
+@pytest.fixture(scope="module")
+async def shared_client(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of one live server (local executor, in-memory state) shared by a module's
+    tests that start no run and change no state: the error checks."""
+    settings = quiet_settings(tmp_path_factory.mktemp("shared") / "workspace")
+    live = await LiveServer.start(create_app(settings))
+    try:
+        async with httpx.AsyncClient(base_url=live.http_url, timeout=30) as http:
+            yield http
+    finally:
+        await live.stop()
 
 
 @pytest.fixture
