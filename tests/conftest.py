@@ -1,4 +1,6 @@
-"""Shared fixtures: settings for a temporary workspace, a live server, and stream helpers."""
+"""Shared fixtures and helpers: settings for a temporary workspace, live servers (one per test,
+or one per module for checks that change no state), run specs, executor event collectors,
+stream readers and `eventually` for what sends no event."""
 
 from __future__ import annotations
 
