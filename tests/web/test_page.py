@@ -170,8 +170,9 @@ async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
     # Paced so the run is still going while the watcher arrives and looks (the controls show
-    # the run only while it is active).
-    settings = make_settings(demo_generate_seconds=3.0, demo_analyze_seconds=3.0)
+    # the run only while it is active), with room for a loaded machine running the suite on
+    # several workers.
+    settings = make_settings(demo_generate_seconds=5.0, demo_analyze_seconds=8.0)
     server = await start_server(settings)
     starter = await visitors.open(f"{server.http_url}/", "starter", color_scheme="dark")
     await choose_batches(starter.page, 3)
@@ -228,7 +229,8 @@ async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
 async def test_starter_cancels_and_every_visitor_sees_it(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
-    settings = make_settings(demo_generate_seconds=8, demo_analyze_seconds=1)
+    # Paced far longer than the test takes (the cancel ends it), even on a loaded machine.
+    settings = make_settings(demo_generate_seconds=30, demo_analyze_seconds=1)
     server = await start_server(settings)
     starter = await visitors.open(f"{server.http_url}/", "starter")
     await choose_batches(starter.page, 2)
