@@ -1,10 +1,12 @@
-"""Shared fixtures: settings for a temporary workspace, a live server, and stream helpers."""
+"""Shared fixtures and helpers: settings for a temporary workspace, live servers (one per test,
+or one per module for checks that change no state), run specs, executor event collectors,
+stream readers and `eventually` for what sends no event."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from nextflow_k8s_service.config import Settings, load_settings
 from nextflow_k8s_service.main import create_app
+from nextflow_k8s_service.models import new_run_id
+from nextflow_k8s_service.run_events import ExecutorEvent, RunSpec, StatusChanged
 from tests.live_server import LiveServer
 from tests.redis_server import RedisServer
 
@@ -29,23 +33,28 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+def quiet_settings(workspace_dir: Path, **overrides: Any) -> Settings:
+    """Settings with workspace `workspace_dir`, zero pacing and budgets generous enough for
+    storms (tests/api/test_hardening.py sets its own); keyword arguments override."""
+    values: dict[str, Any] = {
+        "workspace_dir": workspace_dir,
+        "demo_generate_seconds": 0,
+        "demo_analyze_seconds": 0,
+        "demo_rows_per_batch": 50,
+        "rate_limit_runs_per_minute": 100_000,
+        "rate_limit_cancels_per_minute": 100_000,
+        "rate_limit_stream_connects_per_minute": 100_000,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> SettingsFactory:
     """Settings with a private workspace and zero pacing; keyword arguments override."""
 
     def factory(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "workspace_dir": tmp_path / "workspace",
-            "demo_generate_seconds": 0,
-            "demo_analyze_seconds": 0,
-            "demo_rows_per_batch": 50,
-            # Budgets generous enough for storms; tests/api/test_hardening.py sets its own.
-            "rate_limit_runs_per_minute": 100_000,
-            "rate_limit_cancels_per_minute": 100_000,
-            "rate_limit_stream_connects_per_minute": 100_000,
-        }
-        values.update(overrides)
-        return load_settings(**values)
+        return quiet_settings(tmp_path / "workspace", **overrides)
 
     return factory
 
@@ -72,20 +81,133 @@ async def server(make_settings: SettingsFactory, start_server: Any) -> LiveServe
     return live
 
 
+@pytest.fixture(scope="module")
+async def shared_client(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of one live server (local executor, in-memory state) shared by a module's
+    tests that start no run and change no state: the error checks."""
+    settings = quiet_settings(tmp_path_factory.mktemp("shared") / "workspace")
+    live = await LiveServer.start(create_app(settings))
+    try:
+        async with httpx.AsyncClient(base_url=live.http_url, timeout=30) as http:
+            yield http
+    finally:
+        await live.stop()
+
+
 @pytest.fixture
 async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
         yield http
 
 
-def step_processes() -> list[psutil.Process]:
-    """Child processes of this test process that run a workflows/bin step script."""
-    found = []
+async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> None:
+    """Await `condition()` until it holds, polling; only for what sends no event to await (a
+    key's expiry in a store, a process exiting)."""
+    async with asyncio.timeout(within):
+        while True:
+            if await condition():
+                return
+            await asyncio.sleep(0.05)
+
+
+def run_spec(
+    batch_count: int = 2,
+    *,
+    run_id: str | None = None,
+    settings: Settings | None = None,
+    rows_per_batch: int = 10,
+    generate_seconds: float = 0,
+    analyze_seconds: float = 0,
+) -> RunSpec:
+    """A run to hand an executor (a fresh id unless given); with `settings`, the rows and pacing
+    are the settings' demo ones."""
+    if settings is not None:
+        rows_per_batch = settings.demo_rows_per_batch
+        generate_seconds = settings.demo_generate_seconds
+        analyze_seconds = settings.demo_analyze_seconds
+    return RunSpec(
+        run_id=run_id or new_run_id(),
+        batch_count=batch_count,
+        rows_per_batch=rows_per_batch,
+        generate_seconds=generate_seconds,
+        analyze_seconds=analyze_seconds,
+    )
+
+
+class EventCollector:
+    """Collects one run's executor events in a task, so a test can await conditions on them."""
+
+    def __init__(self, events: AsyncIterable[ExecutorEvent]) -> None:
+        self.events: list[ExecutorEvent] = []
+        self._changed = asyncio.Event()
+        self.task = asyncio.create_task(self._collect(events), name="test-event-collector")
+
+    async def _collect(self, events: AsyncIterable[ExecutorEvent]) -> None:
+        try:
+            async for event in events:
+                self.events.append(event)
+                self._changed.set()
+        finally:
+            self._changed.set()
+
+    async def until(
+        self, predicate: Callable[[list[ExecutorEvent]], bool], timeout: float = 10
+    ) -> None:
+        """Wait until `predicate(events)` holds; fails if the events end first."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self.events):
+                assert not self.task.done(), f"the events ended first: {self.events}"
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def finished(self, timeout: float = 15) -> list[ExecutorEvent]:
+        """Every event, once the stream ended."""
+        async with asyncio.timeout(timeout):
+            await self.task
+        return self.events
+
+    def statuses(self) -> list[StatusChanged]:
+        return [e for e in self.events if isinstance(e, StatusChanged)]
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+CollectEvents = Callable[[AsyncIterable[ExecutorEvent]], EventCollector]
+
+
+@pytest.fixture
+async def collect_events() -> AsyncIterator[CollectEvents]:
+    """Start `EventCollector`s; every one still collecting is stopped at the end of the test."""
+    collectors: list[EventCollector] = []
+
+    def collect(events: AsyncIterable[ExecutorEvent]) -> EventCollector:
+        collector = EventCollector(events)
+        collectors.append(collector)
+        return collector
+
+    yield collect
+    for collector in collectors:
+        await collector.close()
+
+
+def step_processes(workflow_dir: Path | None = None) -> dict[int, float]:
+    """pid -> create time of every descendant of this test process running a step script: one
+    in `workflow_dir`, or any `bin/*.py` when it is None."""
+    found: dict[int, float] = {}
     for child in psutil.Process().children(recursive=True):
         try:
-            if any(part.endswith(".py") and "bin" in part for part in child.cmdline()):
-                found.append(child)
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            command = child.cmdline()
+            if workflow_dir is None:
+                runs_step = any(part.endswith(".py") and "bin" in part for part in command)
+            else:
+                runs_step = any(str(workflow_dir) in part for part in command)
+            if runs_step:
+                found[child.pid] = child.create_time()
+        except psutil.Error:
             continue
     return found
 

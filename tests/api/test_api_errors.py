@@ -25,15 +25,15 @@ API = "/api/v1/demo"
         "run please",
     ],
 )
-async def test_bad_run_requests_are_422(client: httpx.AsyncClient, body: Any) -> None:
-    response = await client.post(f"{API}/run", json=body)
+async def test_bad_run_requests_are_422(shared_client: httpx.AsyncClient, body: Any) -> None:
+    response = await shared_client.post(f"{API}/run", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["detail"]
-    assert (await client.get(f"{API}/active")).json()["active"] is False
+    assert (await shared_client.get(f"{API}/active")).json()["active"] is False
 
 
-async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
-    response = await client.post(
+async def test_malformed_json_is_422(shared_client: httpx.AsyncClient) -> None:
+    response = await shared_client.post(
         f"{API}/run", content=b'{"batch_count": ', headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422
@@ -69,24 +69,28 @@ async def test_triggered_by_is_stripped_of_control_characters(client: httpx.Asyn
         ("/api/v1/nothing-here", 404),
     ],
 )
-async def test_bad_reads_are_clear_4xx(client: httpx.AsyncClient, path: str, status: int) -> None:
-    response = await client.get(path)
+async def test_bad_reads_are_clear_4xx(
+    shared_client: httpx.AsyncClient, path: str, status: int
+) -> None:
+    response = await shared_client.get(path)
     assert response.status_code == status
     assert response.json()["detail"]
 
 
-async def test_cancel_without_an_active_run_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.delete(f"{API}/cancel", headers={"X-Cancel-Token": "whatever"})
+async def test_cancel_without_an_active_run_is_404(shared_client: httpx.AsyncClient) -> None:
+    response = await shared_client.delete(f"{API}/cancel", headers={"X-Cancel-Token": "whatever"})
     assert response.status_code == 404
     assert response.json() == {"detail": "no run is active"}
 
 
-async def test_wrong_method_is_405(client: httpx.AsyncClient) -> None:
-    assert (await client.get(f"{API}/run")).status_code == 405
+async def test_wrong_method_is_405(shared_client: httpx.AsyncClient) -> None:
+    assert (await shared_client.get(f"{API}/run")).status_code == 405
 
 
-async def test_preview_of_twelve_batches_fits_the_homelab_quota(client: httpx.AsyncClient) -> None:
-    preview = (await client.get(f"{API}/preview", params={"batch_count": 12})).json()
+async def test_preview_of_twelve_batches_fits_the_homelab_quota(
+    shared_client: httpx.AsyncClient,
+) -> None:
+    preview = (await shared_client.get(f"{API}/preview", params={"batch_count": 12})).json()
     assert preview["total_worker_pods"] == 25
     assert preview["peak_worker_pods"] == 12
     assert preview["peak_cpu"] == 14

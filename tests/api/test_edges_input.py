@@ -36,10 +36,10 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize("body", BAD_BODIES, ids=range(len(BAD_BODIES)))
 async def test_a_bad_body_is_one_422_with_headers_and_no_error_log(
-    client: httpx.AsyncClient, body: bytes, caplog: pytest.LogCaptureFixture
+    shared_client: httpx.AsyncClient, body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    response = await client.post(
+    response = await shared_client.post(
         f"{API}/run", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422, response.text
@@ -51,7 +51,7 @@ async def test_a_bad_body_is_one_422_with_headers_and_no_error_log(
     assert noisy == [], [record.getMessage() for record in noisy]
     assert not any(record.exc_info for record in caplog.records)
     # Nothing was started by it.
-    assert (await client.get(f"{API}/active")).json()["active"] is False
+    assert (await shared_client.get(f"{API}/active")).json()["active"] is False
 
 
 async def test_the_rate_limit_applies_before_the_body_is_read(

@@ -205,4 +205,4 @@ async def test_shutdown_drains_then_cancels_the_local_run_and_records_it(
     # Every task of the service ended with it (the relay, housekeeping, the run's session).
     service_tasks = ("event-relay", "housekeeping", "run-", "launch-", "writer-", "consume-")
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith(service_tasks)] == []
-    assert step_processes() == []
+    assert step_processes() == {}

@@ -122,7 +122,7 @@ async def test_cancel_needs_the_run_token_and_leaves_no_process(
         )
         assert cancel.status_code == 200
         assert cancel.json() == {"run_id": run_id, "status": "cancelled", "cancelled": True}
-        assert step_processes() == []
+        assert step_processes() == {}
         complete = await stream.until_complete(run_id)
         assert complete["data"]["status"] == "cancelled"
         run = (await client.get(f"{API}/runs/{run_id}")).json()
@@ -135,7 +135,7 @@ async def test_cancel_needs_the_run_token_and_leaves_no_process(
             f"{API}/cancel", headers={"Authorization": "Bearer admin-secret-token"}
         )
         assert admin.status_code == 200 and admin.json()["run_id"] == again["run_id"]
-        assert step_processes() == []
+        assert step_processes() == {}
 
 
 async def test_a_new_run_right_after_cancel_is_never_touched_by_the_old_one(
@@ -190,4 +190,4 @@ async def test_a_failing_step_fails_the_run_with_its_stderr(
         assert "disk on fire" in run["message"]
         assert (await client.get(f"{API}/runs/{run_id}/report")).status_code == 404
         assert (await client.get(f"{API}/active")).json()["active"] is False
-    assert step_processes() == []
+    assert step_processes() == {}

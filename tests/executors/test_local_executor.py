@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nextflow_k8s_service.config import REPO_WORKFLOW_DIR, Settings, load_settings
+from nextflow_k8s_service.config import REPO_WORKFLOW_DIR
 from nextflow_k8s_service.errors import ExecutorOperationError, ExecutorStartError
 from nextflow_k8s_service.executors.base import (
     ExecutorEvent,
@@ -25,32 +25,12 @@ from nextflow_k8s_service.executors.base import (
     task_source,
 )
 from nextflow_k8s_service.executors.local import LINE_LIMIT, LocalExecutor
-from nextflow_k8s_service.models import RunStatus, TaskState, new_run_id
+from nextflow_k8s_service.models import RunStatus, TaskState
+from tests.conftest import CollectEvents, SettingsFactory, run_spec, step_processes
 
 TIMEOUT = 60  # seconds any single run of these tests may take at most
 
 Events = list[ExecutorEvent]
-
-
-def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "workspace_dir": tmp_path / "workspace",
-        "demo_generate_seconds": 0,
-        "demo_analyze_seconds": 0,
-        "demo_rows_per_batch": 20,
-    }
-    values.update(overrides)
-    return load_settings(**values)
-
-
-def make_spec(settings: Settings, batch_count: int) -> RunSpec:
-    return RunSpec(
-        run_id=new_run_id(),
-        batch_count=batch_count,
-        rows_per_batch=settings.demo_rows_per_batch,
-        generate_seconds=settings.demo_generate_seconds,
-        analyze_seconds=settings.demo_analyze_seconds,
-    )
 
 
 @pytest.fixture
@@ -62,38 +42,11 @@ async def executors() -> AsyncIterator[list[LocalExecutor]]:
         await executor.close()
 
 
-class Follower:
-    """Consumes a run's events in a task, so a test can wait for a condition on them."""
-
-    def __init__(self, executor: LocalExecutor, run_id: str) -> None:
-        self.events: Events = []
-        self._changed = asyncio.Event()
-        self.task = asyncio.create_task(self._follow(executor, run_id), name="test-follower")
-
-    async def _follow(self, executor: LocalExecutor, run_id: str) -> None:
-        try:
-            async for event in executor.events(run_id):
-                self.events.append(event)
-                self._changed.set()
-        finally:
-            self._changed.set()
-
-    async def wait_for(self, predicate: Callable[[Events], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            while not predicate(self.events):
-                assert not self.task.done(), f"events ended first: {self.events}"
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def finished(self) -> Events:
-        async with asyncio.timeout(TIMEOUT):
-            await self.task
-        return self.events
-
-
-async def run_to_end(executor: LocalExecutor, spec: RunSpec) -> Events:
+async def run_to_end(
+    collect_events: CollectEvents, executor: LocalExecutor, spec: RunSpec
+) -> Events:
     await executor.start(spec)
-    return await Follower(executor, spec.run_id).finished()
+    return await collect_events(executor.events(spec.run_id)).finished(TIMEOUT)
 
 
 def terminal(events: Events) -> StatusChanged:
@@ -126,18 +79,6 @@ def scripts_started(process: str, count: int) -> Callable[[Events], bool]:
     return predicate
 
 
-def step_processes(workflow_dir: Path) -> dict[int, float]:
-    """pid -> create time of every descendant of this test process running a step script."""
-    found: dict[int, float] = {}
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if any(str(workflow_dir) in part for part in child.cmdline()):
-                found[child.pid] = child.create_time()
-        except psutil.Error:
-            continue
-    return found
-
-
 def still_present(processes: dict[int, float]) -> list[int]:
     """The recorded processes that still exist (running or unreaped), by pid and create time."""
     present = []
@@ -162,14 +103,17 @@ def copy_workflow(tmp_path: Path, script: str, source: str) -> Path:
 
 
 async def test_full_run_events_logs_and_report(
-    tmp_path: Path, executors: list[LocalExecutor]
+    tmp_path: Path,
+    executors: list[LocalExecutor],
+    make_settings: SettingsFactory,
+    collect_events: CollectEvents,
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings(demo_rows_per_batch=20)
     executor = LocalExecutor(settings=settings)
     executors.append(executor)
-    spec = make_spec(settings, batch_count=3)
+    spec = run_spec(3, settings=settings)
 
-    events = await run_to_end(executor, spec)
+    events = await run_to_end(collect_events, executor, spec)
 
     assert events[0] == StatusChanged(RunStatus.STARTING)
     assert terminal(events) == StatusChanged(RunStatus.SUCCEEDED)
@@ -279,7 +223,10 @@ def report_by_hand(workdir: Path, spec: RunSpec) -> dict[str, object]:
 
 
 async def test_overlong_output_lines_are_truncated_not_fatal(
-    tmp_path: Path, executors: list[LocalExecutor]
+    tmp_path: Path,
+    executors: list[LocalExecutor],
+    make_settings: SettingsFactory,
+    collect_events: CollectEvents,
 ) -> None:
     real = (REPO_WORKFLOW_DIR / "bin" / "generate.py").read_text()
     noisy = real.replace(
@@ -289,11 +236,13 @@ async def test_overlong_output_lines_are_truncated_not_fatal(
         "    print('y' * 100_000, file=sys.stderr, end='', flush=True)\n",
     )
     assert noisy != real
-    settings = make_settings(tmp_path, workflow_dir=copy_workflow(tmp_path, "generate.py", noisy))
+    settings = make_settings(
+        workflow_dir=copy_workflow(tmp_path, "generate.py", noisy), demo_rows_per_batch=20
+    )
     executor = LocalExecutor(settings=settings)
     executors.append(executor)
 
-    events = await run_to_end(executor, make_spec(settings, batch_count=1))
+    events = await run_to_end(collect_events, executor, run_spec(1, settings=settings))
 
     assert terminal(events).status is RunStatus.SUCCEEDED
     lines = [e.message for e in events if isinstance(e, LogEmitted) and e.source == "GENERATE (1)"]
@@ -307,15 +256,18 @@ async def test_overlong_output_lines_are_truncated_not_fatal(
 
 
 async def test_cancel_kills_every_subprocess_and_ends_cancelled(
-    tmp_path: Path, executors: list[LocalExecutor]
+    tmp_path: Path,
+    executors: list[LocalExecutor],
+    make_settings: SettingsFactory,
+    collect_events: CollectEvents,
 ) -> None:
-    settings = make_settings(tmp_path, demo_generate_seconds=60)
+    settings = make_settings(demo_generate_seconds=60)
     executor = LocalExecutor(settings=settings)
     executors.append(executor)
-    spec = make_spec(settings, batch_count=3)
+    spec = run_spec(3, settings=settings)
     await executor.start(spec)
-    follower = Follower(executor, spec.run_id)
-    await follower.wait_for(scripts_started("GENERATE", 3))
+    follower = collect_events(executor.events(spec.run_id))
+    await follower.until(scripts_started("GENERATE", 3), TIMEOUT)
     processes = step_processes(settings.workflow_dir)
     assert len(processes) == 3
 
@@ -323,7 +275,7 @@ async def test_cancel_kills_every_subprocess_and_ends_cancelled(
     await executor.cancel(spec.run_id)
     assert time.monotonic() - started < 10
     assert still_present(processes) == []
-    events = await follower.finished()
+    events = await follower.finished(TIMEOUT)
 
     assert terminal(events).status is RunStatus.CANCELLED
     states = task_states(events)
@@ -341,13 +293,15 @@ async def test_cancel_kills_every_subprocess_and_ends_cancelled(
     assert step_processes(settings.workflow_dir) == {}
 
 
-async def test_close_with_a_run_in_progress_leaves_no_orphans(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, demo_generate_seconds=0, demo_analyze_seconds=60)
+async def test_close_with_a_run_in_progress_leaves_no_orphans(
+    make_settings: SettingsFactory, collect_events: CollectEvents
+) -> None:
+    settings = make_settings(demo_generate_seconds=0, demo_analyze_seconds=60)
     executor = LocalExecutor(settings=settings)
-    spec = make_spec(settings, batch_count=2)
+    spec = run_spec(2, settings=settings)
     await executor.start(spec)
-    follower = Follower(executor, spec.run_id)
-    await follower.wait_for(scripts_started("ANALYZE", 2))
+    follower = collect_events(executor.events(spec.run_id))
+    await follower.until(scripts_started("ANALYZE", 2), TIMEOUT)
     processes = step_processes(settings.workflow_dir)
     assert len(processes) == 2
 
@@ -356,7 +310,7 @@ async def test_close_with_a_run_in_progress_leaves_no_orphans(tmp_path: Path) ->
 
     assert still_present(processes) == []
     assert step_processes(settings.workflow_dir) == {}
-    events = await follower.finished()
+    events = await follower.finished(TIMEOUT)
     assert terminal(events).status is RunStatus.CANCELLED
 
 
@@ -375,16 +329,19 @@ sys.exit(1)
 
 
 async def test_failing_step_ends_failed_with_its_stderr_tail(
-    tmp_path: Path, executors: list[LocalExecutor]
+    tmp_path: Path,
+    executors: list[LocalExecutor],
+    make_settings: SettingsFactory,
+    collect_events: CollectEvents,
 ) -> None:
     workflow_dir = copy_workflow(tmp_path, "analyze.py", FAILING_ANALYZE)
-    settings = make_settings(tmp_path, workflow_dir=workflow_dir)
+    settings = make_settings(workflow_dir=workflow_dir)
     executor = LocalExecutor(settings=settings)
     executors.append(executor)
-    spec = make_spec(settings, batch_count=3)
+    spec = run_spec(3, settings=settings)
 
     started = time.monotonic()
-    events = await run_to_end(executor, spec)
+    events = await run_to_end(collect_events, executor, spec)
 
     assert time.monotonic() - started < 30  # the sleeping ANALYZE tasks were killed
     end = terminal(events)
@@ -404,18 +361,21 @@ async def test_failing_step_ends_failed_with_its_stderr_tail(
 
 
 async def test_a_task_that_cannot_start_fails_the_run(
-    tmp_path: Path, executors: list[LocalExecutor]
+    tmp_path: Path,
+    executors: list[LocalExecutor],
+    make_settings: SettingsFactory,
+    collect_events: CollectEvents,
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = make_settings()
     executor = LocalExecutor(settings=settings)
     executors.append(executor)
-    spec = make_spec(settings, batch_count=1)
+    spec = run_spec(1, settings=settings)
     # A file where the task's working directory must go: an OSError at spawn time.
     work_dir = settings.work_root / spec.run_id
     work_dir.mkdir(parents=True)
     (work_dir / "generate_1").write_text("in the way")
 
-    events = await run_to_end(executor, spec)
+    events = await run_to_end(collect_events, executor, spec)
 
     end = terminal(events)
     assert end.status is RunStatus.FAILED
@@ -425,16 +385,19 @@ async def test_a_task_that_cannot_start_fails_the_run(
 
 
 async def test_run_exceeding_the_timeout_fails(
-    tmp_path: Path, executors: list[LocalExecutor]
+    tmp_path: Path,
+    executors: list[LocalExecutor],
+    make_settings: SettingsFactory,
+    collect_events: CollectEvents,
 ) -> None:
-    settings = make_settings(tmp_path, demo_generate_seconds=60)
+    settings = make_settings(demo_generate_seconds=60)
     # model_copy skips validation: RUN_TIMEOUT_SECONDS is at least 10 s for real use.
     settings = settings.model_copy(update={"run_timeout_seconds": 1})
     executor = LocalExecutor(settings=settings)
     executors.append(executor)
-    spec = make_spec(settings, batch_count=2)
+    spec = run_spec(2, settings=settings)
 
-    events = await run_to_end(executor, spec)
+    events = await run_to_end(collect_events, executor, spec)
 
     end = terminal(events)
     assert end.status is RunStatus.FAILED
@@ -447,21 +410,23 @@ async def test_run_exceeding_the_timeout_fails(
 # --- the rest of the protocol ----------------------------------------------------------------
 
 
-async def test_check_start_adopt_and_unknown_runs(tmp_path: Path) -> None:
-    good = LocalExecutor(settings=make_settings(tmp_path))
+async def test_check_start_adopt_and_unknown_runs(
+    tmp_path: Path, make_settings: SettingsFactory
+) -> None:
+    good = LocalExecutor(settings=make_settings())
     check = await good.check()
     assert check.ok
-    assert await good.adopt(make_spec(make_settings(tmp_path), 2)) is False
+    assert await good.adopt(run_spec(2, settings=make_settings())) is False
 
     empty = tmp_path / "empty-workflows"
     empty.mkdir()
-    broken = LocalExecutor(settings=make_settings(tmp_path, workflow_dir=empty))
+    broken = LocalExecutor(settings=make_settings(workflow_dir=empty))
     check = await broken.check()
     assert not check.ok
     assert check.detail is not None
     assert "generate.py" in check.detail
     with pytest.raises(ExecutorStartError, match="workflow scripts not found"):
-        await broken.start(make_spec(make_settings(tmp_path), 1))
+        await broken.start(run_spec(1, settings=make_settings()))
 
     with pytest.raises(ExecutorOperationError, match="unknown run"):
         async for _ in good.events("r000000000ff"):
@@ -472,15 +437,18 @@ async def test_check_start_adopt_and_unknown_runs(tmp_path: Path) -> None:
 
 
 async def test_a_run_id_cannot_be_started_twice(
-    tmp_path: Path, executors: list[LocalExecutor]
+    tmp_path: Path,
+    executors: list[LocalExecutor],
+    make_settings: SettingsFactory,
+    collect_events: CollectEvents,
 ) -> None:
-    settings = make_settings(tmp_path, demo_generate_seconds=60)
+    settings = make_settings(demo_generate_seconds=60)
     executor = LocalExecutor(settings=settings)
     executors.append(executor)
-    spec = make_spec(settings, batch_count=1)
+    spec = run_spec(1, settings=settings)
     await executor.start(spec)
     with pytest.raises(ExecutorStartError, match="already started"):
         await executor.start(spec)
     await executor.cancel(spec.run_id)
-    events = await Follower(executor, spec.run_id).finished()
+    events = await collect_events(executor.events(spec.run_id)).finished(TIMEOUT)
     assert terminal(events).status is RunStatus.CANCELLED

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from nextflow_k8s_service.executors.kubernetes import KubernetesExecutor
 from nextflow_k8s_service.kubernetes.client import create_api_client
 from nextflow_k8s_service.kubernetes.permissions import SERVICE_PERMISSIONS
 from nextflow_k8s_service.kubernetes.run_monitor import MonitorTiming
-from nextflow_k8s_service.run_events import ExecutorEvent, StatusChanged
 from nextflow_k8s_service.utils.backoff import Backoff
 from tests.kubernetes.fake_api import FakeKubernetes
 
@@ -89,48 +87,3 @@ async def make_executor(
     for executor, api_client in created:
         await executor.close()
         await api_client.close()
-
-
-class EventLog:
-    """Collects one run's executor events in a background task; tests await conditions."""
-
-    def __init__(self, events: Any) -> None:
-        self.events: list[ExecutorEvent] = []
-        self._changed = asyncio.Condition()
-        self.task = asyncio.create_task(self._collect(events), name="event-log")
-
-    async def _collect(self, events: Any) -> None:
-        async for event in events:
-            async with self._changed:
-                self.events.append(event)
-                self._changed.notify_all()
-
-    async def until(self, predicate: Callable[[list[ExecutorEvent]], bool], timeout: float = 10):
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(lambda: predicate(self.events))
-
-    async def finished(self, timeout: float = 15) -> list[ExecutorEvent]:
-        async with asyncio.timeout(timeout):
-            await self.task
-        return self.events
-
-    def statuses(self) -> list[StatusChanged]:
-        return [e for e in self.events if isinstance(e, StatusChanged)]
-
-    async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-
-
-@pytest.fixture
-async def event_logs() -> AsyncIterator[Callable[[Any], EventLog]]:
-    logs: list[EventLog] = []
-
-    def factory(events: Any) -> EventLog:
-        log = EventLog(events)
-        logs.append(log)
-        return log
-
-    yield factory
-    for log in logs:
-        await log.close()

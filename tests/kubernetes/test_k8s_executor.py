@@ -12,19 +12,15 @@ from nextflow_k8s_service.models import RunStatus, TaskState
 from nextflow_k8s_service.run_events import (
     ExecutorEvent,
     LogEmitted,
-    RunSpec,
     StatusChanged,
     TaskChanged,
 )
+from tests.conftest import run_spec
 from tests.kubernetes.fake_api import FakeKubernetes
 
 RUN = "r0123456789a"
 JOB = f"nextflow-{RUN}"
 S, R, OK, F = TaskState.SUBMITTED, TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED
-
-
-def spec(batches: int = 2, run_id: str = RUN) -> RunSpec:
-    return RunSpec(run_id, batches, 10, 0, 0)
 
 
 def bare(events: list[ExecutorEvent]) -> list[ExecutorEvent]:
@@ -68,10 +64,10 @@ async def play_task(fake: FakeKubernetes, log: Any, process: str, index: int | N
 
 
 async def test_full_run_emits_the_exact_event_sequence(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec(batches=1))
+    await executor.start(run_spec(1, run_id=RUN))
     assert fake.names("jobs") == [JOB]
     assert fake.names("configmaps") == [f"{JOB}-config"]
     config_map = fake.get("configmaps", f"{JOB}-config")
@@ -80,7 +76,7 @@ async def test_full_run_emits_the_exact_event_sequence(
     assert job is not None
     assert config_map["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
 
-    log = event_logs(executor.events(RUN))
+    log = collect_events(executor.events(RUN))
     await log.until(
         has(StatusChanged(RunStatus.STARTING, "waiting for the Nextflow controller to start"))
     )
@@ -127,11 +123,11 @@ async def test_full_run_emits_the_exact_event_sequence(
 
 
 async def test_task_pod_events_in_flight_when_the_job_completes_are_not_lost(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec(batches=1))
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(1, run_id=RUN))
+    log = collect_events(executor.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.set_pod_phase(controller, "Running")
     await play_task(fake, log, "GENERATE", 1)
@@ -161,11 +157,11 @@ async def test_task_pod_events_in_flight_when_the_job_completes_are_not_lost(
 
 
 async def test_failed_task_fails_the_run_with_the_jobs_message(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec(batches=2))
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(2, run_id=RUN))
+    log = collect_events(executor.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.set_pod_phase(controller, "Running")
     await play_task(fake, log, "GENERATE", 1)
@@ -186,11 +182,11 @@ async def test_failed_task_fails_the_run_with_the_jobs_message(
 
 
 async def test_deadline_exceeded_is_a_timeout(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor(run_timeout_seconds=60)
-    await executor.start(spec())
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(run_id=RUN))
+    log = collect_events(executor.events(RUN))
     fake.set_job_conditions(JOB, ("FailureTarget", "DeadlineExceeded", "Job was active longer"))
     events = await log.finished()
     assert events[-1] == StatusChanged(
@@ -199,11 +195,11 @@ async def test_deadline_exceeded_is_a_timeout(
 
 
 async def test_cancel_mid_run_deletes_the_job_and_every_task_pod(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec(batches=3))
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(3, run_id=RUN))
+    log = collect_events(executor.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.set_pod_phase(controller, "Running")
     pods = [fake.add_task_pod(RUN, "GENERATE", i) for i in (1, 2, 3)]
@@ -225,11 +221,11 @@ async def test_cancel_mid_run_deletes_the_job_and_every_task_pod(
 
 
 async def test_transient_503_mid_run_does_not_end_the_run(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec(batches=1))
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(1, run_id=RUN))
+    log = collect_events(executor.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.set_pod_phase(controller, "Running")
     await log.until(lambda events: RunStatus.RUNNING in [s.status for s in log.statuses()])
@@ -252,11 +248,11 @@ async def test_transient_503_mid_run_does_not_end_the_run(
 
 
 async def test_watch_expiring_with_410_loses_and_repeats_nothing(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec(batches=2))
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(2, run_id=RUN))
+    log = collect_events(executor.events(RUN))
     fake.set_pod_phase(fake.controller_pod(RUN), "Running")
     first = fake.add_task_pod(RUN, "GENERATE", 1)
     await log.until(has(TaskChanged("GENERATE", 1, S)))
@@ -285,11 +281,11 @@ async def test_watch_expiring_with_410_loses_and_repeats_nothing(
 
 
 async def test_dropped_log_stream_resumes_without_duplicates_or_gaps(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec())
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(run_id=RUN))
+    log = collect_events(executor.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.append_log(controller, "line 1", "line 2")
     fake.set_pod_phase(controller, "Running")
@@ -310,11 +306,11 @@ async def test_dropped_log_stream_resumes_without_duplicates_or_gaps(
 
 
 async def test_adoption_after_a_restart_finishes_the_run(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     first = await make_executor()
-    await first.start(spec(batches=2))
-    log = event_logs(first.events(RUN))
+    await first.start(run_spec(2, run_id=RUN))
+    log = collect_events(first.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.set_pod_phase(controller, "Running")
     fake.append_log(controller, "before restart")
@@ -333,8 +329,8 @@ async def test_adoption_after_a_restart_finishes_the_run(
     fake.append_log(controller, "while away")
 
     second = await make_executor()
-    assert await second.adopt(spec(batches=2), logs_since=last_seen)
-    log = event_logs(second.events(RUN))
+    assert await second.adopt(run_spec(2, run_id=RUN), logs_since=last_seen)
+    log = collect_events(second.events(RUN))
     await log.until(has(TaskChanged("GENERATE", 2, R)))
     await log.until(has(TaskChanged("GENERATE", 1, OK)))  # inferred from ANALYZE (1)
     await log.until(count_logs("controller", 1))
@@ -345,15 +341,15 @@ async def test_adoption_after_a_restart_finishes_the_run(
     assert logs(events, "controller") == ["while away"]
     assert events[-1] == StatusChanged(RunStatus.SUCCEEDED, None)
     assert StatusChanged(RunStatus.RUNNING, "the Nextflow controller is running") in events
-    assert not await second.adopt(spec(run_id="r000000000ff"))
+    assert not await second.adopt(run_spec(run_id="r000000000ff"))
 
 
 async def test_job_deleted_behind_our_back_ends_unknown(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec())
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(run_id=RUN))
+    log = collect_events(executor.events(RUN))
     await log.until(lambda events: bool(events))
     fake.delete("jobs", JOB)
     events = await log.finished()
@@ -366,7 +362,7 @@ async def test_start_forbidden_raises_start_error_and_leaves_nothing(
     executor = await make_executor()
     fake.fail(403, verb="create", resource="jobs", message="jobs.batch is forbidden")
     with pytest.raises(ExecutorStartError, match="forbidden"):
-        await executor.start(spec())
+        await executor.start(run_spec(run_id=RUN))
     assert fake.names("jobs") == [] and fake.names("configmaps") == []
 
 
@@ -376,7 +372,7 @@ async def test_start_config_map_rejected_removes_the_job(
     executor = await make_executor()
     fake.fail(422, verb="create", resource="configmaps")
     with pytest.raises(ExecutorStartError, match="invalid"):
-        await executor.start(spec())
+        await executor.start(run_spec(run_id=RUN))
     assert fake.names("jobs") == [] and fake.names("pods") == []
 
 
@@ -386,7 +382,7 @@ async def test_start_unavailable_raises_unavailable(
     executor = await make_executor()
     fake.fail(503, verb="create", resource="jobs")
     with pytest.raises(ExecutorUnavailableError):
-        await executor.start(spec())
+        await executor.start(run_spec(run_id=RUN))
     assert fake.names("jobs") == []
 
 
@@ -396,7 +392,7 @@ async def test_start_conflict_leaves_the_existing_job_alone(
     executor = await make_executor()
     fake.create("jobs", {"metadata": {"name": JOB}, "spec": {"template": {"spec": {}}}})
     with pytest.raises(ExecutorStartError, match="already exists"):
-        await executor.start(spec())
+        await executor.start(run_spec(run_id=RUN))
     assert fake.names("jobs") == [JOB]
 
 
@@ -406,8 +402,8 @@ async def test_check_and_orphan_jobs(
     executor = await make_executor()
     assert (await executor.check()).ok
     settings = k8s_settings()
-    fake.create("jobs", build_job(settings, spec()))
-    fake.create("jobs", build_job(settings, spec(run_id="r00000000001")))
+    fake.create("jobs", build_job(settings, run_spec(run_id=RUN)))
+    fake.create("jobs", build_job(settings, run_spec(run_id="r00000000001")))
     fake.create("jobs", {"metadata": {"name": "not-ours"}, "spec": {"template": {"spec": {}}}})
     fake.set_job_conditions("nextflow-r00000000001", ("Complete", "CompletionsReached", ""))
     assert await executor.orphan_jobs(set()) == [JOB]
@@ -418,11 +414,11 @@ async def test_check_and_orphan_jobs(
 
 
 async def test_objects_without_metadata_do_not_kill_the_watches(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     executor = await make_executor()
-    await executor.start(spec(batches=1))
-    log = event_logs(executor.events(RUN))
+    await executor.start(run_spec(1, run_id=RUN))
+    log = collect_events(executor.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.set_pod_phase(controller, "Running")
     await fake.wait_for(lambda: fake.watch_count("pods") == 2 and fake.watch_count("jobs") == 1)

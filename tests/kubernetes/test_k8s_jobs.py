@@ -9,6 +9,7 @@ from nextflow_k8s_service.config import Settings, load_settings
 from nextflow_k8s_service.errors import ConfigurationError
 from nextflow_k8s_service.kubernetes import jobs
 from nextflow_k8s_service.run_events import RunSpec
+from tests.conftest import run_spec
 
 RUN = "r0123456789a"
 LABELS = {
@@ -42,7 +43,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def spec() -> RunSpec:
-    return RunSpec(RUN, 3, 100, 5, 2.5)
+    return run_spec(3, run_id=RUN, rows_per_batch=100, generate_seconds=5, analyze_seconds=2.5)
 
 
 def test_job_is_exactly_the_expected_object(settings: Settings, spec: RunSpec) -> None:

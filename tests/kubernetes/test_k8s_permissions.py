@@ -21,7 +21,7 @@ def as_triples(permissions: Any) -> set[tuple[str, str, str]]:
 
 
 async def test_every_granted_permission_is_used_and_nothing_else(
-    fake: FakeKubernetes, make_executor: Any, event_logs: Any
+    fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:
     spec = RunSpec(RUN, 1, 10, 0, 0)
     executor = await make_executor()
@@ -30,7 +30,7 @@ async def test_every_granted_permission_is_used_and_nothing_else(
     await executor.close()  # a restart: the next instance adopts the run
     executor = await make_executor()
     assert await executor.adopt(spec)
-    log = event_logs(executor.events(RUN))
+    log = collect_events(executor.events(RUN))
     controller = fake.controller_pod(RUN)
     fake.set_pod_phase(controller, "Running")
     fake.append_log(controller, "hello")
@@ -43,7 +43,7 @@ async def test_every_granted_permission_is_used_and_nothing_else(
     fake.quota = Quota("nextflow-homelab", cpu=1)
     refused = RunSpec("r0123456789b", 1, 10, 0, 0)
     await executor.start(refused)
-    log = event_logs(executor.events(refused.run_id))
+    log = collect_events(executor.events(refused.run_id))
     events = await log.finished()
     assert "exceeded quota" in str(events[-1])
     assert set(fake.calls) == as_triples(SERVICE_PERMISSIONS)

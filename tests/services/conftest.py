@@ -6,6 +6,7 @@ other's keys; the keys are deleted when the test ends.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
@@ -16,6 +17,7 @@ import pytest
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from nextflow_k8s_service.models import RunRecord, RunStatus, utcnow
 from nextflow_k8s_service.services.event_log import (
     MAX_BYTES_PER_RUN,
     MAX_ENTRIES_PER_RUN,
@@ -31,6 +33,51 @@ from tests.redis_server import RedisServer
 StoreFactory = Callable[..., StateStore]
 RedisStoreFactory = Callable[..., RedisStateStore]
 
+_run_numbers = itertools.count(1)
+
+
+def new_run(batch_count: int = 3) -> RunRecord:
+    """A pending local run with an id no other test in this process uses."""
+    run_id = f"r{next(_run_numbers):011x}"
+    return RunRecord(run_id=run_id, batch_count=batch_count, executor="local")
+
+
+def finished(run: RunRecord, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
+    """`run` ended with `status`, now."""
+    return run.model_copy(update={"status": status, "finished_at": utcnow()})
+
+
+# Takes ARGV[1] milliseconds off the TTL of every key in KEYS, deleting those it runs out; one
+# script, so every key sees the same instant (the server's clock stands still inside a script).
+_ADVANCE = """
+local step = tonumber(ARGV[1])
+for _, key in ipairs(KEYS) do
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then
+    if ttl <= step then redis.call('DEL', key) else redis.call('PEXPIRE', key, ttl - step) end
+  end
+end
+"""
+
+
+class RedisClock:
+    """The clock of the Redis store's leases, under the test's control.
+
+    Every lease, pause and retention of the Redis backends is a key's expiry (`PX`/`PEXPIRE`,
+    kept by the server's clock; the store reads no clock of its own), so taking `seconds` off
+    the TTL of every key under the test's prefix is exactly what `seconds` of waiting would do.
+    A test uses long leases (30 s) and moves time on, so a loaded machine cannot make it flake.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def advance(self, seconds: float) -> None:
+        keys = [key async for key in self._client.scan_iter(match=f"{self._prefix}*")]
+        if keys:
+            await self._client.eval(_ADVANCE, len(keys), *keys, round(seconds * 1000))
+
 
 @pytest.fixture
 def redis_prefix() -> str:
@@ -43,6 +90,12 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
     client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def redis_clock(redis_client: redis.asyncio.Redis, redis_prefix: str) -> RedisClock:
+    """Moves time on for this test's keys (see `RedisClock`)."""
+    return RedisClock(redis_client, redis_prefix)
 
 
 @pytest.fixture

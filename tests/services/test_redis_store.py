@@ -4,7 +4,6 @@ outages of Redis."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,35 +12,17 @@ import pytest
 import redis.asyncio
 
 from nextflow_k8s_service.errors import LeaseLostError, StartsPausedError, StoreUnavailableError
-from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus, utcnow
+from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus
 from nextflow_k8s_service.services.event_log import Cursor
 from nextflow_k8s_service.services.redis_event_log import RedisEventLog
 from nextflow_k8s_service.services.redis_store import RedisStateStore
 from tests.redis_server import RedisServer
+from tests.services.conftest import finished, new_run
 
 if TYPE_CHECKING:
-    from tests.services.conftest import RedisStoreFactory
+    from tests.services.conftest import RedisClock, RedisStoreFactory
 
 pytestmark = pytest.mark.redis
-
-_counter = iter(range(1, 1_000_000))
-
-
-def new_run() -> RunRecord:
-    return RunRecord(run_id=f"r{next(_counter):011x}", batch_count=2, executor="local")
-
-
-def finished(run: RunRecord, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
-    return run.model_copy(update={"status": status, "finished_at": utcnow()})
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> None:
-    """Await `condition()` until it holds; polls because a key's expiry sends no event."""
-    async with asyncio.timeout(within):
-        while True:
-            if await condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def assert_every_key_expires(client: redis.asyncio.Redis, prefix: str) -> set[str]:
@@ -107,26 +88,24 @@ async def test_a_released_run_is_handed_over_at_once_under_a_new_epoch(
 
 
 async def test_an_owner_that_stops_renewing_loses_its_run_and_every_write(
-    make_redis_store: RedisStoreFactory, redis_client: redis.asyncio.Redis, redis_prefix: str
+    make_redis_store: RedisStoreFactory,
+    redis_client: redis.asyncio.Redis,
+    redis_prefix: str,
+    redis_clock: RedisClock,
 ) -> None:
-    dead = make_redis_store(lease_seconds=1.0)
-    alive = make_redis_store(lease_seconds=1.0)
-    dead_log = RedisEventLog(redis=dead.client, prefix=redis_prefix, lease_seconds=1.0)
+    dead = make_redis_store(lease_seconds=30.0)
+    alive = make_redis_store(lease_seconds=30.0)
+    dead_log = RedisEventLog(redis=dead.client, prefix=redis_prefix, lease_seconds=30.0)
     run = (await dead.acquire(new_run())).run
-    acquired_at = time.monotonic()
     assert await alive.claim_orphan() is None, "claimed a run whose lease is live"
+    await redis_clock.advance(29.9)
+    assert await alive.claim_orphan() is None, "claimed before the lease ran out"
 
-    claimed: list[RunRecord] = []
+    await redis_clock.advance(0.2)
+    orphan = await alive.claim_orphan()
 
-    async def claim() -> bool:
-        orphan = await alive.claim_orphan()
-        if orphan is not None:
-            claimed.append(orphan)
-        return bool(claimed)
-
-    await eventually(claim, within=5.0)
-
-    assert time.monotonic() - acquired_at >= 0.9, "claimed before the lease ran out"
+    assert orphan is not None, "the lease ran out but the run was not claimed"
+    claimed = [orphan]
     assert (claimed[0].run_id, claimed[0].owner) == (run.run_id, alive.owner_id)
     assert await redis_client.get(f"{redis_prefix}active-run") == alive.owner_id
     assert (await alive.get_active()) == claimed[0]
@@ -152,16 +131,17 @@ async def test_an_owner_that_stops_renewing_loses_its_run_and_every_write(
     assert (await dead.acquire(new_run())).acquired
 
 
-async def test_an_owner_that_renews_keeps_its_run(make_redis_store: RedisStoreFactory) -> None:
-    owner = make_redis_store(lease_seconds=1.0)
-    other = make_redis_store(lease_seconds=1.0)
+async def test_an_owner_that_renews_keeps_its_run(
+    make_redis_store: RedisStoreFactory, redis_clock: RedisClock
+) -> None:
+    owner = make_redis_store(lease_seconds=30.0)
+    other = make_redis_store(lease_seconds=30.0)
     run = (await owner.acquire(new_run())).run
 
-    deadline = time.monotonic() + 2.5  # two and a half leases
-    while time.monotonic() < deadline:
+    for _ in range(8):  # eighty seconds, more than two and a half leases
         await owner.renew(run.run_id, run.epoch)
+        await redis_clock.advance(10.0)  # the heartbeat's period (lease / 3)
         assert await other.claim_orphan() is None
-        await asyncio.sleep(0.3)  # the heartbeat's period (lease / 3): a cadence, not a wait
 
     assert (await owner.get_active()) == run
 
@@ -273,9 +253,12 @@ async def test_a_replica_that_never_knew_the_store_is_not_paused(
 
 
 async def test_every_replica_is_paused_after_another_noticed_the_loss(
-    make_redis_store: RedisStoreFactory, redis_client: redis.asyncio.Redis, redis_prefix: str
+    make_redis_store: RedisStoreFactory,
+    redis_client: redis.asyncio.Redis,
+    redis_prefix: str,
+    redis_clock: RedisClock,
 ) -> None:
-    noticing, other = make_redis_store(lease_seconds=2), make_redis_store(lease_seconds=2)
+    noticing, other = make_redis_store(lease_seconds=30), make_redis_store(lease_seconds=30)
     await noticing.check_generation()
     await other.check_generation()
     await redis_client.delete(f"{redis_prefix}generation")  # what an empty restart does
@@ -284,11 +267,11 @@ async def test_every_replica_is_paused_after_another_noticed_the_loss(
 
     with pytest.raises(StartsPausedError):
         await other.acquire(new_run())
+    await redis_clock.advance(29.9)
+    with pytest.raises(StartsPausedError) as paused:
+        await other.acquire(new_run())
+    assert 0 < paused.value.retry_after <= 0.1
 
-    async def open_again() -> bool:
-        try:
-            return (await other.acquire(new_run())).acquired
-        except StartsPausedError:
-            return False
+    await redis_clock.advance(0.2)  # one lease after the loss was noticed
 
-    await eventually(open_again, within=5.0)
+    assert (await other.acquire(new_run())).acquired

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -11,24 +10,11 @@ import pytest
 
 from nextflow_k8s_service.errors import LeaseLostError
 from nextflow_k8s_service.models import RunEvent, RunRecord, RunStatus, utcnow
+from tests.conftest import eventually
+from tests.services.conftest import finished, new_run
 
 if TYPE_CHECKING:
     from tests.services.conftest import BackendFactory, StoreFactory
-
-
-def new_run(batch_count: int = 3) -> RunRecord:
-    return RunRecord(run_id=_fresh_id(), batch_count=batch_count, executor="local")
-
-
-_counter = iter(range(1, 1_000_000))
-
-
-def _fresh_id() -> str:
-    return f"r{next(_counter):011x}"
-
-
-def finished(run: RunRecord, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
-    return run.model_copy(update={"status": status, "finished_at": utcnow()})
 
 
 def final_events(run: RunRecord) -> list[RunEvent]:
@@ -36,15 +22,6 @@ def final_events(run: RunRecord) -> list[RunEvent]:
         RunEvent(type="status", run_id=run.run_id, data={"status": run.status.value}),
         RunEvent(type="complete", run_id=run.run_id, data={"status": run.status.value}),
     ]
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> None:
-    """Await `condition()` until it holds; polls because expiry in a store sends no event."""
-    async with asyncio.timeout(within):
-        while True:
-            if await condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def test_exactly_one_of_40_concurrent_acquires_wins(make_store: StoreFactory) -> None:

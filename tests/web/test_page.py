@@ -170,8 +170,9 @@ async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
     # Paced so the run is still going while the watcher arrives and looks (the controls show
-    # the run only while it is active), with room for a second browser on a loaded machine.
-    settings = make_settings(demo_generate_seconds=6.0, demo_analyze_seconds=5.0)
+    # the run only while it is active), with room for a loaded machine running the suite on
+    # several workers.
+    settings = make_settings(demo_generate_seconds=5.0, demo_analyze_seconds=8.0)
     server = await start_server(settings)
     starter = await visitors.open(f"{server.http_url}/", "starter", color_scheme="dark")
     await choose_batches(starter.page, 3)
