@@ -57,9 +57,9 @@ class Replica:
         """The next frame of the stream that satisfies `predicate`."""
         async with asyncio.timeout(TIMEOUT):
             while True:
-                text = await self.frames.next_text()
-                assert text is not None, "the stream closed"
-                frame: dict[str, Any] = json.loads(text)
+                sent = await self.frames.next_frame()
+                assert sent is not None, "the stream closed"
+                frame: dict[str, Any] = json.loads(sent.text)
                 if predicate(frame):
                     return frame
 
