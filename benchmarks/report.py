@@ -167,6 +167,16 @@ def render(results: dict[str, Any], sizes: Sizes) -> str:
         )
     else:
         add(f"| 10 | the page in Chromium | not measured | {_verdict(None)} |")
+    archive = figs.get("archive_memory")
+    if archive and archive.get("measured"):
+        add(
+            f"| 11 | service and Redis memory flat over {archive['runs']} runs (growth < 1 MB) | "
+            f"RSS {_n(archive['rss_growth_mb'], 2)} MB, Redis {_n(archive['redis_growth_mb'], 2)} "
+            f"MB once the history was full | "
+            f"{_verdict(_check(archive, _flat))} |"
+        )
+    else:
+        add(f"| 11 | memory over many runs | not measured | {_verdict(None)} |")
     add("")
     _sections(add, results, sizes)
     return "\n".join(out) + "\n"
@@ -479,6 +489,10 @@ def _sections(add: Any, results: dict[str, Any], sizes: Sizes) -> None:
     _later_sections(add, figs)
 
 
+def _flat(fig: dict[str, Any]) -> bool:
+    return bool(fig["rss_growth_mb"] < 1 and fig["redis_growth_mb"] < 1)
+
+
 def _later_sections(add: Any, figs: dict[str, Any]) -> None:
     impls = figs.get("ws_impls")
     if impls and impls.get("measured"):
@@ -548,4 +562,17 @@ def _later_sections(add: Any, figs: dict[str, Any]) -> None:
             f"{page['flood_long_tasks']} long tasks (> 50 ms), the longest "
             f"{_n(page['flood_max_long_task_ms'], 0)} ms, and the console was still "
             f"following the newest line at its 500-line cap: {page['flood_still_following']}.\n"
+        )
+    archive = figs.get("archive_memory")
+    if archive and archive.get("measured"):
+        add("## 11. Memory over many runs\n")
+        add(
+            f"Ours with Redis state: {archive['runs']} runs of {archive['batches']} batches, each "
+            "followed live and then replayed over `GET /runs/{id}/events` "
+            f"({_n(archive['frames_per_run'], 0)} frames, {_n(archive['replay_kb_per_run'])} KB "
+            f"a replay). Once the history ({archive['history_limit']} runs) is full, service RSS "
+            f"is {_n(archive['rss_at_full_history_mb'])} MB and Redis `used_memory` "
+            f"{_n(archive['redis_at_full_history_mb'], 2)} MB; after the last run they have "
+            f"grown by {_n(archive['rss_growth_mb'], 2)} MB and "
+            f"{_n(archive['redis_growth_mb'], 2)} MB.\n"
         )
