@@ -2,6 +2,8 @@
 
 `ConsoleService.start(command, cwd=..., env=...)` returns once the process printed the line with
 its page and docs URLs (it then listens); `stop()` sends SIGTERM and awaits the exit.
+`module_service(env)` is the synchronous form for sync tests: `python -m nextflow_k8s_service`,
+answering `/health`, stopped on exit.
 """
 
 from __future__ import annotations
@@ -11,20 +13,22 @@ import contextlib
 import os
 import re
 import signal
-import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from nextflow_k8s_service.config import Settings
+from tests.redis_server import free_port
 
 ANNOUNCE = re.compile(r"page (http://\S+/)\s+API docs (http://\S+/docs)")
 STOP_SECONDS = 20.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["ConsoleService", "bare_environment", "free_port", "module_service"]
 
 
 def bare_environment(port: int) -> dict[str, str]:
@@ -95,3 +99,29 @@ class ConsoleService:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
+
+
+@contextlib.contextmanager
+def module_service(
+    env: dict[str, str], *, timeout: float = 30.0
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m nextflow_k8s_service` with `env` (which must set PORT), once `/health`
+    answers: the process and its base URL. Terminated (if still alive) and reaped on exit."""
+    process = subprocess.Popen([sys.executable, "-m", "nextflow_k8s_service"], env=env)
+    url = f"http://127.0.0.1:{env['PORT']}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the service did not start")
+            time.sleep(0.1)  # polling a port: there is no event to await
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=30)

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +20,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 
-from tests.redis_server import free_port
+from tests.console import free_port, module_service
 
 START_TIMEOUT_SECONDS = 30.0
 #: Operations whose only input is the run id in the path (any string is a valid segment).
@@ -47,23 +43,8 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "nextflow_k8s_service"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.1)  # polling a port: there is no event to await
+    with module_service(env, timeout=START_TIMEOUT_SECONDS) as (_, url):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_no_server_errors_and_responses_match_the_schema(service_url: str) -> None:

@@ -57,6 +57,27 @@ def assert_one_clean_run(watcher: StreamReader, run_id: str) -> list[dict[str, A
     return frames
 
 
+async def _two_replicas(
+    settings: Any, start_server: Any, open_stream: Any
+) -> tuple[LiveServer, LiveServer, list[StreamReader]]:
+    """Two replicas of `settings` and a stream client on each."""
+    a: LiveServer = await start_server(settings)
+    b: LiveServer = await start_server(settings)
+    return a, b, [await open_stream(a.ws_url), await open_stream(b.ws_url)]
+
+
+async def _start_running(
+    client: httpx.AsyncClient, watchers: list[StreamReader], *, batch_count: int
+) -> str:
+    """Start a run through `client`; its id once every watcher has seen it running."""
+    run_id: str = (await client.post(f"{API}/run", json={"batch_count": batch_count})).json()[
+        "run_id"
+    ]
+    for watcher in watchers:
+        await watcher.until(lambda f: f["type"] == "status" and f["data"]["status"] == "running")
+    return run_id
+
+
 async def test_one_run_across_replicas_streamed_on_the_other(
     make_settings: SettingsFactory, start_server: Any, open_stream: Any, redis_server: RedisServer
 ) -> None:
@@ -128,18 +149,12 @@ async def test_an_empty_restart_then_a_post_starts_no_second_run(
     own_redis: RedisServer, make_settings: SettingsFactory, start_server: Any, open_stream: Any
 ) -> None:
     settings = _replica_settings(make_settings, own_redis, demo_generate_seconds=1.5)
-    a: LiveServer = await start_server(settings)
-    b: LiveServer = await start_server(settings)
-    watchers: list[StreamReader] = [await open_stream(a.ws_url), await open_stream(b.ws_url)]
+    a, b, watchers = await _two_replicas(settings, start_server, open_stream)
     async with (
         httpx.AsyncClient(base_url=a.http_url, timeout=30) as on_a,
         httpx.AsyncClient(base_url=b.http_url, timeout=30) as on_b,
     ):
-        run_id = (await on_a.post(f"{API}/run", json={"batch_count": 2})).json()["run_id"]
-        for watcher in watchers:
-            await watcher.until(
-                lambda f: f["type"] == "status" and f["data"]["status"] == "running"
-            )
+        run_id = await _start_running(on_a, watchers, batch_count=2)
 
         await asyncio.to_thread(own_redis.restart)  # comes back empty: no persistence
         posted = await on_b.post(f"{API}/run", json={"batch_count": 1})
@@ -178,18 +193,12 @@ async def test_a_redis_stall_longer_than_the_lease_ends_the_run_once_for_everyon
     # The issue's 60 s stall against a 30 s lease, scaled down: two leases.
     stall = 2 * LEASE
     settings = _replica_settings(make_settings, own_redis, demo_generate_seconds=1.0)
-    a: LiveServer = await start_server(settings)
-    b: LiveServer = await start_server(settings)
-    watchers: list[StreamReader] = [await open_stream(a.ws_url), await open_stream(b.ws_url)]
+    a, b, watchers = await _two_replicas(settings, start_server, open_stream)
     async with (
         httpx.AsyncClient(base_url=a.http_url, timeout=30) as on_a,
         httpx.AsyncClient(base_url=b.http_url, timeout=30) as on_b,
     ):
-        run_id = (await on_a.post(f"{API}/run", json={"batch_count": 3})).json()["run_id"]
-        for watcher in watchers:
-            await watcher.until(
-                lambda f: f["type"] == "status" and f["data"]["status"] == "running"
-            )
+        run_id = await _start_running(on_a, watchers, batch_count=3)
 
         own_redis.freeze()
         try:

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from nextflow_k8s_service.config import load_settings
 from nextflow_k8s_service.executors.local import LocalExecutor
 from tests.conftest import StreamReader
-from tests.redis_server import free_port
+from tests.console import free_port, module_service
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -59,24 +59,8 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         "LOG_LEVEL": "WARNING",
     }
     env.pop("REDIS_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "nextflow_k8s_service"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.1)  # polling a port: there is no event to await
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with module_service(env) as started:
+        yield started
 
 
 async def test_sigkill_of_the_service_mid_run_leaves_no_step_running(

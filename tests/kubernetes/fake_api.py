@@ -699,6 +699,18 @@ class FakeKubernetes(FailureScenarios):
 
         self.update("jobs", name, mutate)
 
+    def finish_one_batch_run(self, run_id: str) -> None:
+        """Play the rest of a 1-batch run to success, as Nextflow and Kubernetes would: its three
+        task pods succeed (and are cleaned up), then the controller, then the Job."""
+        for process, index in (("GENERATE", 1), ("ANALYZE", 1), ("REPORT", None)):
+            pod = self.add_task_pod(run_id, process, index)
+            self.set_pod_phase(pod, "Succeeded")
+            self.delete("pods", pod)
+        self.set_pod_phase(self.controller_pod(run_id), "Succeeded")
+        job = f"nextflow-{run_id}"
+        self.set_job_conditions(job, ("SuccessCriteriaMet", "CompletionsReached", ""))
+        self.set_job_conditions(job, ("Complete", "CompletionsReached", ""))
+
     # --- HTTP handlers ------------------------------------------------------------------------
 
     def _error(self, code: int, message: str) -> web.Response:

@@ -40,13 +40,7 @@ async def test_a_draining_replica_hands_its_run_to_the_next(
     job = f"nextflow-{run_id}"
     assert fake.names("jobs") == [job]
 
-    for process, index in (("GENERATE", 1), ("ANALYZE", 1), ("REPORT", None)):
-        pod = fake.add_task_pod(run_id, process, index)
-        fake.set_pod_phase(pod, "Succeeded")
-        fake.delete("pods", pod)
-    fake.set_pod_phase(controller, "Succeeded")
-    fake.set_job_conditions(job, ("SuccessCriteriaMet", "CompletionsReached", ""))
-    fake.set_job_conditions(job, ("Complete", "CompletionsReached", ""))
+    fake.finish_one_batch_run(run_id)
 
     complete = await watcher.until_complete(run_id, timeout=30)
     assert complete["data"]["status"] == "succeeded"
