@@ -41,13 +41,13 @@ async def fanout_run(
                 args.append("--no-deflate")
             async with procs.clients(server.ws_url, *args) as harness:
                 before = await procs.settled_rss(server.pid, samples=3, interval=0.1)
-                cpu_before = procs.cpu_seconds(server.pid)
+                cpu_before = await server.cpu_seconds()
                 async with procs.RssSampler(server.pid) as sampler:
                     published = await server.publish(
                         count=count, rate=rate, payload=payload, window=SATURATION_WINDOW
                     )
                     seen = await harness.result(timeout=procs.REPLY_TIMEOUT)
-                cpu = procs.cpu_seconds(server.pid) - cpu_before
+                cpu = await server.cpu_seconds() - cpu_before
     return {
         "server": kind,
         "payload": payload,

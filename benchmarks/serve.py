@@ -402,6 +402,10 @@ async def _control(target: Target, port: int) -> None:
             return
         if command["cmd"] == "publish":
             _reply(await publish(target, command))
+        elif command["cmd"] == "cpu":
+            # This process's CPU time from the kernel's per-process clock (nanoseconds), not
+            # /proc's 10 ms ticks: a short run must not read as zero.
+            _reply({"seconds": time.process_time()})
         elif command["cmd"] == "lag_start":
             probe.start()
             _reply({"started": True})
