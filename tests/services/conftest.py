@@ -67,6 +67,8 @@ class RedisClock:
     kept by the server's clock; the store reads no clock of its own), so taking `seconds` off
     the TTL of every key under the test's prefix is exactly what `seconds` of waiting would do.
     A test uses long leases (30 s) and moves time on, so a loaded machine cannot make it flake.
+    The server's own clock keeps running meanwhile: a test stops 1 s short of an expiry (more
+    than a loaded machine takes between two calls), never 0.1 s.
     """
 
     def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
