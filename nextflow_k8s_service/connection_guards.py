@@ -12,7 +12,9 @@ client that stopped reading keeps its socket and kernel buffers indefinitely.
   (or of the connection opening) is closed, with a 408 if part of its head had arrived.
 - `GuardedWebSocketProtocol`: once the application closes a WebSocket (or returns), the
   connection is gone within `WEBSOCKET_ABORT_SECONDS`: a peer that has not completed the
-  closing handshake by then has its transport aborted, discarding what it never read.
+  closing handshake by then has its transport aborted, discarding what it never read. It also
+  offers the stream a `FrameSink` (scope extension `FRAME_SINK_EXTENSION`): frames written
+  straight to the transport, already framed, with no ASGI `send` per client and frame.
 
 Both subclass uvicorn's own classes (`uvicorn.protocols...`), the ones its "auto" setting picks
 with `uvicorn[standard]`; they use the attributes those classes keep per connection.
@@ -22,12 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from nextflow_k8s_service.api.middleware import SECURITY_HEADERS
+from nextflow_k8s_service.utils.broadcaster import FRAME_SINK_EXTENSION
 
 logger = logging.getLogger(__name__)
 
@@ -129,19 +134,64 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol that aborts a connection the application gave up on."""
+    """uvicorn's WebSocket protocol that aborts a connection the application gave up on, and
+    offers the application a `FrameSink` onto it."""
 
     abort_after = WEBSOCKET_ABORT_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue = ReceiveQueue()  # type: ignore[assignment]
         self._abort_timer: asyncio.TimerHandle | None = None
+        self.write_paused = False
+        self.on_drained: Callable[[], None] | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # An upgrade the application will accept or refuse, with no extension that would make
+        # this connection's frames differ from everyone else's.
+        if not self.close_sent and not self.conn.extensions:
+            extensions = cast(dict[str, Any], self.scope["extensions"])
+            extensions[FRAME_SINK_EXTENSION] = DirectFrameSink(self)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.write_paused = False
+        if self.on_drained is not None:
+            self.on_drained()
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Send a close frame now, behind what the socket already holds.
+
+        What uvicorn's `send` does for `websocket.close`, except that it does not wait for the
+        socket to drain first (a client that stopped reading must not hold its own close back;
+        the frames queued behind it were dropped) and does not tell the application at once:
+        its `receive` returns the disconnect when the connection is gone (the peer answered,
+        or `abort_after` seconds passed), so a client given up on counts until then."""
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self._abort_later()
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
     async def send(self, message: Any) -> None:
         if message["type"] == "websocket.close":
             # Armed before sending: sending itself waits for a stalled peer to read.
             self._abort_later()
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake's request and response (their headers) are not read again; a
+            # stream connection would otherwise keep them for as long as it lasts.
+            del self.request, self.response
 
     async def run_asgi(self) -> None:
         try:
@@ -153,6 +203,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
+        self.on_drained = None
         super().connection_lost(exc)
 
     def _abort_later(self) -> None:
@@ -164,3 +215,56 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.disconnected:
             logger.info("aborting a WebSocket whose peer did not complete the close")
             self.transport.abort()
+
+
+class ReceiveQueue:
+    """What uvicorn's WebSocket protocol uses of its receive queue (`put_nowait`, `get`,
+    `empty`; one consumer, the application's `receive`) without an `asyncio.Queue`'s three
+    deques and event, about 3 KB per connection held for as long as it lasts."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._items.pop(0)
+
+
+class DirectFrameSink:
+    """The stream's `FrameSink` onto one `GuardedWebSocketProtocol` (valid once accepted).
+
+    No permessage-deflate is negotiated (server.py turns it off), so a frame's `wire` bytes are
+    what this connection would send for it, and one `transport.write` sends it."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: GuardedWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    @property
+    def ready(self) -> bool:
+        protocol = self._protocol
+        return not (protocol.write_paused or protocol.close_sent or protocol.transport.is_closing())
+
+    def write(self, data: bytes) -> None:
+        self._protocol.transport.write(data)
+
+    def close(self, code: int, reason: str) -> None:
+        self._protocol.close_now(code, reason)
+
+    def listen(self, on_ready: Callable[[], None] | None) -> None:
+        self._protocol.on_drained = on_ready

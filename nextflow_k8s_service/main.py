@@ -26,8 +26,8 @@ from nextflow_k8s_service.api.deps import Services
 from nextflow_k8s_service.api.errors import install_error_handlers
 from nextflow_k8s_service.api.middleware import (
     BodySizeLimitMiddleware,
-    RawSendMiddleware,
     SecurityHeadersMiddleware,
+    WebSocketShortcutMiddleware,
 )
 from nextflow_k8s_service.config import ExecutorKind, Settings, load_settings
 from nextflow_k8s_service.executors.base import Executor
@@ -199,13 +199,17 @@ def create_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(RawSendMiddleware)  # added last: outermost, sees the server's `send`
+    # Added last: outermost. The stream's connections skip the rest of the stack.
+    app.add_middleware(
+        WebSocketShortcutMiddleware,
+        path=f"{API_PREFIX}/pipeline/stream",
+        endpoint=stream.stream_endpoint,
+    )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(demo.router, prefix=API_PREFIX)
     demo.document_limits(app, settings)
     app.include_router(run_events.router, prefix=API_PREFIX)
-    app.include_router(stream.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")

@@ -47,7 +47,9 @@ class Metrics:
             registry=self.registry,
         )
         self.frames_sent = Counter(
-            "nks_frames_sent", "Stream frames written to clients.", registry=self.registry
+            "nks_frames_sent",
+            "Stream frames handed to clients (written, or queued behind a busy socket).",
+            registry=self.registry,
         )
         self.frames_dropped = Counter(
             "nks_frames_dropped",

@@ -1,8 +1,15 @@
 """`WS /api/v1/pipeline/stream`: the live event stream (SPEC §5).
 
-Each connection runs a reader and a writer together; when either ends (the client left, or
-the subscription was closed for lagging or shutdown) the other is cancelled. Disconnects are
-normal flow. What clients send is read and ignored, so the connection notices a close.
+`stream_endpoint` is a plain ASGI app that the outermost middleware hands this path to
+(`WebSocketShortcutMiddleware`): a connection lives for minutes to hours, and every layer it
+passes through would keep its own frame alive for all that time.
+
+Under the shipped server a connection offers a frame sink (connection_guards.py): the
+broadcaster writes frames into it directly, and the endpoint only reads what the client sends
+(ignored, so the connection notices a close) until the client leaves or the subscription is
+closed (lagging, shutdown), which the sink turns into a disconnect. Under another ASGI server a
+reader and a writer run together; when either ends the other is cancelled. Disconnects are
+normal flow.
 """
 
 from __future__ import annotations
@@ -12,24 +19,22 @@ import contextlib
 import logging
 import math
 
-from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
-from starlette.types import Send
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from nextflow_k8s_service.api.deps import ServicesDep
-from nextflow_k8s_service.api.middleware import RAW_SEND_SCOPE_KEY
+from nextflow_k8s_service.api.deps import Services
 from nextflow_k8s_service.errors import RateLimitedError
-from nextflow_k8s_service.metrics import Metrics
 from nextflow_k8s_service.utils.broadcaster import (
     CLOSE_TRY_AGAIN_LATER,
+    FRAME_SINK_EXTENSION,
+    FrameSink,
     Subscription,
     TooManyClientsError,
 )
 from nextflow_k8s_service.utils.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["stream"])
 
 CLOSE_TOO_BIG = 1009
 #: Largest message accepted from a client (clients are not expected to send any). uvicorn
@@ -46,8 +51,10 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
     return origin is None or "*" in allowed or origin in allowed
 
 
-@router.websocket("/pipeline/stream")
-async def stream(websocket: WebSocket, services: ServicesDep) -> None:
+async def stream_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """The stream, as an ASGI app for its WebSocket scopes (main.py routes them here)."""
+    websocket = WebSocket(scope, receive, send)
+    services: Services = scope["app"].state.services
     settings = services.settings
     if not origin_allowed(websocket.headers.get("origin"), settings.allowed_origins):
         services.metrics.websocket_rejected.labels("origin").inc()
@@ -67,19 +74,25 @@ async def stream(websocket: WebSocket, services: ServicesDep) -> None:
             )
         )
         return
+    sink: FrameSink | None = websocket.scope.get("extensions", {}).get(FRAME_SINK_EXTENSION)
     await websocket.accept()
     try:
-        async with services.broadcaster.subscribe(services.view.snapshot) as subscription:
-            await _serve(websocket, subscription, services.metrics)
+        async with services.broadcaster.subscribe(services.view.snapshot, sink) as subscription:
+            if sink is None:
+                await _serve(websocket, subscription)
+                return
+            # Until the connection is gone: a client being closed still counts until then.
+            while (close := await _read(websocket))[0] is not None:
+                subscription.close(close[0], close[1] or "")
     except TooManyClientsError:
         await _close(websocket, CLOSE_TRY_AGAIN_LATER, "too many clients")
 
 
-async def _serve(websocket: WebSocket, subscription: Subscription, metrics: Metrics) -> None:
+async def _serve(websocket: WebSocket, subscription: Subscription) -> None:
     tasks = TaskSupervisor("websocket")
     try:
         reader = tasks.spawn("ws-reader", _read(websocket))
-        writer = tasks.spawn("ws-writer", _write(websocket, subscription, metrics))
+        writer = tasks.spawn("ws-writer", _write(websocket, subscription))
         closing = tasks.spawn("ws-closing", subscription.closing.wait())
         done, _ = await asyncio.wait((reader, writer, closing), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -105,31 +118,20 @@ async def _read(websocket: WebSocket) -> tuple[int | None, str | None]:
         return None, None  # the connection is gone (Starlette raises either)
 
 
-async def _write(websocket: WebSocket, subscription: Subscription, metrics: Metrics) -> None:
-    """Send queued frames until the subscription closes. A send blocked on a client that does
-    not read is interrupted by the subscription closing (see `Subscription.closing`).
-
-    Every frame already queued is taken in one wake-up and sent back to back, straight to the
-    server's own `send` (see `RawSendMiddleware`): the text is the frame's shared encoding.
-    A client that left ends the writer (the server raises an `OSError`, `ClientDisconnected`;
-    Starlette's own `send` a `WebSocketDisconnect` or `RuntimeError`).
-    """
-    send = _server_send(websocket)
+async def _write(websocket: WebSocket, subscription: Subscription) -> None:
+    """Send queued frames until the subscription closes (without a frame sink: servers other
+    than the shipped one). A send blocked on a client that does not read is interrupted by
+    the subscription closing (see `Subscription.closing`); a client that left ends the writer
+    (the server raises an `OSError`; Starlette a `WebSocketDisconnect` or `RuntimeError`)."""
     try:
         while True:
             texts = await subscription.next_batch()
             if texts is None:
                 return
             for text in texts:
-                await send({"type": "websocket.send", "text": text})
-            metrics.frames_sent.inc(len(texts))
+                await websocket.send_text(text)
     except (OSError, WebSocketDisconnect, RuntimeError):
         return
-
-
-def _server_send(websocket: WebSocket) -> Send:
-    send: Send | None = websocket.scope.get(RAW_SEND_SCOPE_KEY)
-    return send if send is not None else websocket.send
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

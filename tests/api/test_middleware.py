@@ -1,12 +1,13 @@
-"""`RawSendMiddleware`: the stream's writer gets the server's own `send`, nothing else changes."""
+"""`WebSocketShortcutMiddleware`: the stream's path goes straight to its endpoint, with the
+server's own `receive` and `send`; everything else goes down the stack untouched."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.types import Message, Receive, Scope, Send
 
-from nextflow_k8s_service.api.middleware import RAW_SEND_SCOPE_KEY, RawSendMiddleware
+from nextflow_k8s_service.api.middleware import WebSocketShortcutMiddleware
+
+PATH = "/api/v1/pipeline/stream"
 
 
 async def _receive() -> Message:
@@ -17,23 +18,31 @@ async def _server_send(message: Message) -> None:
     return None
 
 
-async def _seen_by_app(scope_type: str) -> tuple[dict[str, Any], Send]:
-    seen: dict[str, Any] = {}
+async def _served_by(scope: Scope) -> tuple[str, Receive, Send]:
+    seen: list[tuple[str, Receive, Send]] = []
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen["scope"], seen["send"] = scope, send
+    def recorder(name: str) -> object:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append((name, receive, send))
 
-    await RawSendMiddleware(app)({"type": scope_type}, _receive, _server_send)
-    return seen["scope"], seen["send"]
+        return app
+
+    middleware = WebSocketShortcutMiddleware(
+        recorder("stack"),  # type: ignore[arg-type]
+        path=PATH,
+        endpoint=recorder("endpoint"),  # type: ignore[arg-type]
+    )
+    await middleware(scope, _receive, _server_send)
+    (served,) = seen
+    return served
 
 
-async def test_a_websocket_scope_carries_the_servers_send() -> None:
-    scope, send = await _seen_by_app("websocket")
-    assert scope[RAW_SEND_SCOPE_KEY] is _server_send
-    assert send is _server_send
+async def test_the_stream_path_goes_to_the_endpoint_with_the_servers_own_callables() -> None:
+    name, receive, send = await _served_by({"type": "websocket", "path": PATH})
+    assert (name, receive, send) == ("endpoint", _receive, _server_send)
 
 
-async def test_other_scopes_pass_through_untouched() -> None:
-    scope, send = await _seen_by_app("http")
-    assert RAW_SEND_SCOPE_KEY not in scope
-    assert send is _server_send
+async def test_http_on_the_same_path_and_other_websockets_go_down_the_stack() -> None:
+    assert (await _served_by({"type": "http", "path": PATH}))[0] == "stack"
+    assert (await _served_by({"type": "websocket", "path": PATH + "/x"}))[0] == "stack"
+    assert (await _served_by({"type": "lifespan"}))[0] == "stack"

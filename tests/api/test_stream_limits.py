@@ -85,6 +85,40 @@ async def test_a_stalled_client_is_closed_and_never_delays_the_others(
             await _drain(stalled)
 
 
+async def test_a_client_that_falls_behind_then_reads_again_gets_every_frame_in_order(
+    make_settings: SettingsFactory, start_server: Any, open_stream: Any
+) -> None:
+    server: LiveServer = await start_server(make_settings(websocket_queue_frames=64))
+    broadcaster = server.app.state.services.broadcaster
+    # A client that stops reading (as above) until the server's socket to it is backed up and
+    # frames wait in its queue; then it reads everything.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.connect(("127.0.0.1", server.port))
+    behind: StreamReader = await open_stream(server.ws_url, sock=sock, max_queue=1, max_size=None)
+    assert (await behind.next())["type"] == "snapshot"
+    (subscription,) = broadcaster._subscriptions
+    published = 0
+
+    def publish() -> None:
+        nonlocal published
+        published += 1
+        lines = [{"source": "test", "message": _noise()} for _ in range(40)]
+        data = {"lines": lines, "index": published}
+        broadcaster.publish(Frame.build("log", None, utcnow(), data, event_id=published))
+
+    while subscription.pending == 0:
+        assert published < 500, "the socket never backed up"
+        publish()
+    for _ in range(10):
+        publish()
+    assert subscription.pending > 10 and not subscription.closed
+    for index in range(1, published + 1):  # the reader checks that `seq` has no gap
+        assert (await behind.next(timeout=10))["data"]["index"] == index
+    assert subscription.pending == 0 and not subscription.closed
+    assert "too_slow" not in server.app.state.services.metrics.render().decode()
+
+
 async def _drain(connection: ClientConnection) -> None:
     while True:
         await connection.recv()
