@@ -14,6 +14,7 @@ from nextflow_k8s_service.connection_guards import (
     MAX_REQUEST_HEAD_BYTES,
     REQUEST_RECEIVE_TIMEOUT_SECONDS,
     WEBSOCKET_ABORT_SECONDS,
+    ReceiveQueue,
 )
 from nextflow_k8s_service.models import utcnow
 from nextflow_k8s_service.utils.broadcaster import Frame
@@ -180,3 +181,21 @@ async def test_a_burst_stalled_websocket_is_aborted_and_counted_until_then(
         assert not _established_from(server.port, client_port)
     finally:
         sock.close()
+
+
+async def test_the_receive_queue_hands_messages_over_in_order_and_survives_a_cancelled_read() -> (
+    None
+):
+    queue = ReceiveQueue()
+    queue.put_nowait("connect")
+    assert not queue.empty() and await queue.get() == "connect" and queue.empty()
+    waiting = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)  # let it start waiting
+    queue.put_nowait("first")
+    queue.put_nowait("second")
+    assert await waiting == "first" and await queue.get() == "second"
+    abandoned = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    queue.put_nowait("after")  # not lost to the cancelled read
+    assert await queue.get() == "after"
