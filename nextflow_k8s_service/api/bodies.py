@@ -37,6 +37,9 @@ class BodyCache:
         self._last[endpoint] = (key, encoded)
         return encoded
 
-    def response(self, endpoint: str, key: Any, build: Callable[[], BaseModel]) -> Response:
+    def response(
+        self, endpoint: str, key: Any, build: Callable[[], BaseModel], status_code: int = 200
+    ) -> Response:
         """`body` as an `application/json` response."""
-        return Response(self.body(endpoint, key, build), media_type="application/json")
+        body = self.body(endpoint, key, build)
+        return Response(body, status_code=status_code, media_type="application/json")

@@ -21,6 +21,7 @@ from nextflow_k8s_service.models import (
     Report,
     RunDetail,
     RunHistory,
+    RunRecord,
     RunRequest,
     RunStartResponse,
     RunSummary,
@@ -87,6 +88,7 @@ def _check_batch_count(value: int, maximum: int, location: list[str | int]) -> N
 @router.post(
     "/run",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunStartResponse,
     responses={
         200: {"model": RunStartResponse, "description": "Attached to the run in progress."},
         202: {
@@ -103,7 +105,7 @@ def _check_batch_count(value: int, maximum: int, location: list[str | int]) -> N
 )
 async def start_run(
     services: ServicesDep, request: Request, response: Response
-) -> RunStartResponse:
+) -> RunStartResponse | Response:
     """Start the demo, or attach to the run in progress (200, `attached: true`)."""
     settings = services.settings
     # The rate limit comes before the body is read: a client over its budget costs no parsing.
@@ -114,20 +116,31 @@ async def start_run(
         batch_count = settings.default_batch_count
     _check_batch_count(batch_count, settings.max_batch_count, ["body", "batch_count"])
     outcome = await services.manager.start(batch_count=batch_count, triggered_by=body.triggered_by)
-    run_id = outcome.run.run_id
-    status_url = f"/api/v1/demo/runs/{run_id}"
+    run = outcome.run
     if outcome.attached:
-        response.status_code = status.HTTP_200_OK
-    else:
-        response.headers["Location"] = status_url
+        # A crowd pressing start during a run all get the same answer: encoded once per change.
+        return services.bodies.response(
+            "attach", run, lambda: _start_response(run, attached=True), status.HTTP_200_OK
+        )
+    response.headers["Location"] = _run_url(run.run_id)
+    return _start_response(run, attached=False, cancel_token=outcome.cancel_token)
+
+
+def _run_url(run_id: str) -> str:
+    return f"/api/v1/demo/runs/{run_id}"
+
+
+def _start_response(
+    run: RunRecord, *, attached: bool, cancel_token: str | None = None
+) -> RunStartResponse:
     return RunStartResponse(
-        attached=outcome.attached,
-        run=outcome.run.detail(),
-        run_id=run_id,
-        executor=outcome.run.executor,
+        attached=attached,
+        run=run.detail(),
+        run_id=run.run_id,
+        executor=run.executor,
         stream_url="/api/v1/pipeline/stream",
-        status_url=status_url,
-        cancel_token=outcome.cancel_token,
+        status_url=_run_url(run.run_id),
+        cancel_token=cancel_token,
     )
 
 

@@ -38,6 +38,8 @@ async def test_status_run_tasks_history_and_preview_follow_what_they_show(
         started = (await client.post(f"{API}/run", json={"batch_count": 2})).json()
         run_id = started["run_id"]
         first = await _reads(client, run_id, settled=False)
+        early = (await client.post(f"{API}/run", json={"batch_count": 5})).json()
+        assert early["attached"] is True and early["run"]["run_id"] == run_id
         assert first["status"]["active"] is True
 
         # Both GENERATE tasks running: a change inside the run's progress only.
@@ -45,6 +47,17 @@ async def test_status_run_tasks_history_and_preview_follow_what_they_show(
             lambda f: f["type"] == "progress" and f["data"]["processes"]["GENERATE"]["running"] == 2
         )
         running = await _reads(client, run_id)
+        attached = await client.post(f"{API}/run", json={"batch_count": 5})
+        assert attached.status_code == 200 and "location" not in attached.headers
+        assert attached.json() == {
+            "attached": True,
+            "run": running["status"]["run"],
+            "run_id": run_id,
+            "executor": "local",
+            "stream_url": "/api/v1/pipeline/stream",
+            "status_url": f"/api/v1/demo/runs/{run_id}",
+            "cancel_token": None,
+        }
         assert running["status"]["run"]["progress"]["tasks"]["GENERATE (2)"] == "running"
         assert running["status"]["run"]["status"] == "running"
         assert running["status"] != first["status"]
