@@ -149,15 +149,15 @@ async def spawn(
     env: dict[str, str],
     limit: int,
     starter: Executor | None = None,
-    niceness: int = 0,
+    niceness: int | None = None,
 ) -> Child:
     """Start `args` as the leader of a new process group, with stdin from /dev/null and stdout
     and stderr piped; raises `OSError` if it cannot be started. `starter` is the thread pool
     that runs `Popen` (default: the loop's); one thread is best: several would only compete
-    with the event loop for the GIL. The child's nice value is raised to `niceness` if it is
-    lower (best effort: a child that already exited, or a system that refuses, is left as it
-    is). If the caller is cancelled while the child is being started, the child is killed and
-    reaped before `CancelledError` goes on.
+    with the event loop for the GIL. With `niceness`, the child's nice value is raised to it if
+    it is lower (best effort: a child that already exited, or a system that refuses, is left
+    as it is). If the caller is cancelled while the child is being started, the child is
+    killed and reaped before `CancelledError` goes on.
     """
     loop = asyncio.get_running_loop()
     out_read, out_write = os.pipe()
@@ -173,7 +173,8 @@ async def spawn(
             stderr=err_write,
             process_group=0,
         )
-        _lower_priority(popen.pid, niceness)
+        if niceness is not None:
+            _lower_priority(popen.pid, niceness)
         return popen
 
     starting = loop.run_in_executor(starter, start)

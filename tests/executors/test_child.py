@@ -93,3 +93,11 @@ async def test_a_niceness_below_the_childs_own_leaves_it_alone(tmp_path: Path) -
     )
     assert int(await child.stdout.read()) == own
     assert await child.wait() == 0
+
+
+async def test_without_a_niceness_the_child_keeps_the_services(tmp_path: Path) -> None:
+    child = await spawn(
+        [sys.executable, "-c", "import os; print(os.nice(0))"], cwd=tmp_path, env={}, limit=1024
+    )
+    assert int(await child.stdout.read()) == os.nice(0)
+    assert await child.wait() == 0
