@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, RootModel, field_validator
 
 RUN_ID_PATTERN = r"^r[0-9a-f]{11}$"
 _RUN_ID_RE = re.compile(RUN_ID_PATTERN)
@@ -208,6 +208,10 @@ class RunDetail(RunSummary):
     """A run with its progress."""
 
     progress: Progress
+
+
+class RunHistory(RootModel[list[RunSummary]]):
+    """`GET /demo/history`: finished runs, newest first."""
 
 
 # --- requests and responses -------------------------------------------------------------------

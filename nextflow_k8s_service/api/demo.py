@@ -20,6 +20,8 @@ from nextflow_k8s_service.models import (
     PreviewResponse,
     Report,
     RunDetail,
+    RunHistory,
+    RunRecord,
     RunRequest,
     RunStartResponse,
     RunSummary,
@@ -86,6 +88,7 @@ def _check_batch_count(value: int, maximum: int, location: list[str | int]) -> N
 @router.post(
     "/run",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunStartResponse,
     responses={
         200: {"model": RunStartResponse, "description": "Attached to the run in progress."},
         202: {
@@ -102,7 +105,7 @@ def _check_batch_count(value: int, maximum: int, location: list[str | int]) -> N
 )
 async def start_run(
     services: ServicesDep, request: Request, response: Response
-) -> RunStartResponse:
+) -> RunStartResponse | Response:
     """Start the demo, or attach to the run in progress (200, `attached: true`)."""
     settings = services.settings
     # The rate limit comes before the body is read: a client over its budget costs no parsing.
@@ -113,30 +116,40 @@ async def start_run(
         batch_count = settings.default_batch_count
     _check_batch_count(batch_count, settings.max_batch_count, ["body", "batch_count"])
     outcome = await services.manager.start(batch_count=batch_count, triggered_by=body.triggered_by)
-    run_id = outcome.run.run_id
-    status_url = f"/api/v1/demo/runs/{run_id}"
+    run = outcome.run
     if outcome.attached:
-        response.status_code = status.HTTP_200_OK
-    else:
-        response.headers["Location"] = status_url
+        # A crowd pressing start during a run all get the same answer: encoded once per change.
+        return services.bodies.response(
+            "attach", run, lambda: _start_response(run, attached=True), status.HTTP_200_OK
+        )
+    response.headers["Location"] = _run_url(run.run_id)
+    return _start_response(run, attached=False, cancel_token=outcome.cancel_token)
+
+
+def _run_url(run_id: str) -> str:
+    return f"/api/v1/demo/runs/{run_id}"
+
+
+def _start_response(
+    run: RunRecord, *, attached: bool, cancel_token: str | None = None
+) -> RunStartResponse:
     return RunStartResponse(
-        attached=outcome.attached,
-        run=outcome.run.detail(),
-        run_id=run_id,
-        executor=outcome.run.executor,
+        attached=attached,
+        run=run.detail(),
+        run_id=run.run_id,
+        executor=run.executor,
         stream_url="/api/v1/pipeline/stream",
-        status_url=status_url,
-        cancel_token=outcome.cancel_token,
+        status_url=_run_url(run.run_id),
+        cancel_token=cancel_token,
     )
 
 
-@router.get("/preview", responses=_INVALID)
-async def get_preview(
-    services: ServicesDep, batch_count: Annotated[int, Query(ge=1)]
-) -> PreviewResponse:
+@router.get("/preview", response_model=PreviewResponse, responses=_INVALID)
+async def get_preview(services: ServicesDep, batch_count: Annotated[int, Query(ge=1)]) -> Response:
     """Tasks, pods and peak resources a run of `batch_count` batches would use."""
-    _check_batch_count(batch_count, services.settings.max_batch_count, ["query", "batch_count"])
-    return preview(services.settings, batch_count)
+    settings = services.settings
+    _check_batch_count(batch_count, settings.max_batch_count, ["query", "batch_count"])
+    return services.bodies.response("preview", batch_count, lambda: preview(settings, batch_count))
 
 
 @router.get("/limits")
@@ -150,11 +163,16 @@ async def get_limits(services: ServicesDep) -> LimitsResponse:
     )
 
 
-@router.get("/status", responses=_UNAVAILABLE)
-async def get_status(services: ServicesDep) -> StatusResponse:
+@router.get("/status", response_model=StatusResponse, responses=_UNAVAILABLE)
+async def get_status(services: ServicesDep) -> Response:
     """The active run, else the most recent one."""
     active, run = await services.manager.get_status()
-    return StatusResponse(active=active, run=run.detail() if run else None)
+    # Polled by every open page: encoded again only when the run changed.
+    return services.bodies.response(
+        "status",
+        (active, run),
+        lambda: StatusResponse(active=active, run=run.detail() if run else None),
+    )
 
 
 @router.get("/active", responses=_UNAVAILABLE)
@@ -182,24 +200,34 @@ async def cancel_run(
     )
 
 
-@router.get("/history", responses=_UNAVAILABLE)
+@router.get("/history", response_model=list[RunSummary], responses=_UNAVAILABLE)
 async def get_history(
     services: ServicesDep, limit: Annotated[int, Query(ge=1, le=100)] = 100
-) -> list[RunSummary]:
+) -> Response:
     """Finished runs, newest first."""
-    return [run.summary() for run in await services.manager.history(limit)]
+    runs = await services.manager.history(limit)
+    return services.bodies.response(
+        "history", runs, lambda: RunHistory([run.summary() for run in runs])
+    )
 
 
-@router.get("/runs/{run_id}", responses={**_NOT_FOUND, **_UNAVAILABLE})
-async def get_run(services: ServicesDep, run_id: str) -> RunDetail:
-    return (await services.manager.get_run(run_id)).detail()
+@router.get("/runs/{run_id}", response_model=RunDetail, responses={**_NOT_FOUND, **_UNAVAILABLE})
+async def get_run(services: ServicesDep, run_id: str) -> Response:
+    run = await services.manager.get_run(run_id)
+    return services.bodies.response("run", run, run.detail)
 
 
-@router.get("/runs/{run_id}/tasks", responses={**_NOT_FOUND, **_UNAVAILABLE})
-async def get_tasks(services: ServicesDep, run_id: str) -> TasksResponse:
+@router.get(
+    "/runs/{run_id}/tasks",
+    response_model=TasksResponse,
+    responses={**_NOT_FOUND, **_UNAVAILABLE},
+)
+async def get_tasks(services: ServicesDep, run_id: str) -> Response:
     """The run's tasks: state, submitted/started/finished times, duration, exit code, reason."""
     run = await services.manager.get_run(run_id)
-    return TasksResponse(run_id=run.run_id, tasks=run.progress.task_records)
+    return services.bodies.response(
+        "tasks", run, lambda: TasksResponse(run_id=run.run_id, tasks=run.progress.task_records)
+    )
 
 
 @router.get(

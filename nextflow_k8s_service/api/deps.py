@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from nextflow_k8s_service.api.bodies import BodyCache
 from nextflow_k8s_service.config import Settings
 from nextflow_k8s_service.errors import RateLimitedError
 from nextflow_k8s_service.metrics import Metrics
@@ -31,6 +32,7 @@ class Services:
     rate_limiter: RateLimiter
     trusted_proxies: list[Network]
     archive: RunArchive
+    bodies: BodyCache = field(default_factory=BodyCache)
 
     def client_of(self, connection: HTTPConnection) -> str:
         peer = connection.client.host if connection.client else None

@@ -7,6 +7,15 @@ at once stalled every client of the replica for a few hundred milliseconds. `spa
 `StreamReader`s. Its exit is awaited through a pidfd (Linux 5.3 or later) or, elsewhere, a
 thread that waits for it.
 
+Off the loop is not enough when the children are busy: a step is a Python interpreter that
+spends its first ~30 ms of CPU starting up, so twelve of them starting at once on a small
+machine outnumber the service's event loop thread for the CPU, and the loop wakes up late by
+tens of milliseconds. A child can be given a lower CPU priority (`niceness`) for that. Each
+child leads a new process group (so its whole group can be signalled) but stays in the
+service's session: under autogroup scheduling (Linux's default on many distributions) every
+session is a scheduling group of its own that weighs as much as the service's, whatever the
+nice values of the processes in it.
+
 The pipes are made here and their read ends are owned by `_PipeReader` alone, which closes
 each exactly once. (Handing `Popen`'s own pipe file objects to `loop.connect_read_pipe` is
 not safe under uvloop: the transport closes the descriptor, the file object closes the same
@@ -140,28 +149,35 @@ async def spawn(
     env: dict[str, str],
     limit: int,
     starter: Executor | None = None,
+    niceness: int | None = None,
 ) -> Child:
-    """Start `args` in its own session (process group) with stdin from /dev/null and stdout and
-    stderr piped; raises `OSError` if it cannot be started. `starter` is the thread pool that
-    runs `Popen` (default: the loop's); one thread is best: several would only compete with
-    the event loop for the GIL. If the caller is cancelled while the child is being started,
-    the child is killed and reaped before `CancelledError` goes on.
+    """Start `args` as the leader of a new process group, with stdin from /dev/null and stdout
+    and stderr piped; raises `OSError` if it cannot be started. `starter` is the thread pool
+    that runs `Popen` (default: the loop's); one thread is best: several would only compete
+    with the event loop for the GIL. With `niceness`, the child's nice value is raised to it if
+    it is lower (best effort: a child that already exited, or a system that refuses, is left
+    as it is). If the caller is cancelled while the child is being started, the child is
+    killed and reaped before `CancelledError` goes on.
     """
     loop = asyncio.get_running_loop()
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
-    starting = loop.run_in_executor(
-        starter,
-        lambda: subprocess.Popen(
+
+    def start() -> subprocess.Popen[bytes]:
+        popen = subprocess.Popen(
             list(args),
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out_write,
             stderr=err_write,
-            start_new_session=True,
-        ),
-    )
+            process_group=0,
+        )
+        if niceness is not None:
+            _lower_priority(popen.pid, niceness)
+        return popen
+
+    starting = loop.run_in_executor(starter, start)
     try:
         try:
             popen = await asyncio.shield(starting)
@@ -181,6 +197,13 @@ async def spawn(
         os.close(err_read)
         raise
     return Child(popen, _PipeReader(loop, out_read, limit), _PipeReader(loop, err_read, limit))
+
+
+def _lower_priority(pid: int, niceness: int) -> None:
+    # Unreaped, the child keeps its pid even if it exited already: no other process can be hit.
+    with contextlib.suppress(OSError):
+        if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
 
 
 def _kill_now(popen: subprocess.Popen[bytes]) -> None:

@@ -6,11 +6,14 @@ GENERATE (i) all in parallel, ANALYZE (i) as soon as GENERATE (i) is done, REPOR
 ANALYZE; `report.json` is then published (atomically) to `<results_root>/<run_id>/`.
 
 A step's process is started when the step becomes runnable, in a worker thread (see
-`child.spawn`): starting a run of twelve batches never blocks the event loop on twelve forks.
+`child.spawn`): starting a run of twelve batches never blocks the event loop on twelve forks,
+and the batches are set going one per turn of the loop.
+Steps run at a lower CPU priority than the service (`STEP_NICENESS`): twelve interpreters
+starting at once would otherwise take the CPU from the event loop.
 
-Each run is driven by one named asyncio task owned by the executor. Every subprocess runs in
-its own session (process group), so cancelling a run, a failing step or `close()` can signal
-the whole group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
+Each run is driven by one named asyncio task owned by the executor. Every subprocess leads
+its own process group, so cancelling a run, a failing step or `close()` can signal the whole
+group (SIGTERM, then SIGKILL after a grace period) and reap it: no orphans remain.
 On Linux a step also dies with the service process, even a SIGKILLed one (step_processes.py).
 Tasks killed while running (a cancel, a shutdown, a failed sibling) are reported `cancelled`;
 tasks that never started stay `pending`. Each task's transition carries its times: submitted
@@ -55,6 +58,8 @@ KILL_GRACE_SECONDS = 3.0  # between SIGTERM and SIGKILL of a task's process grou
 LINE_LIMIT = 8192  # bytes of one output line kept; the rest of a longer line is dropped
 STDERR_TAIL_LINES = 5  # stderr lines of a failed step quoted in the run's message
 CLOSE_SLACK_SECONDS = 5.0  # close() waits the kill grace plus this for the drivers to end
+# Nice value of the step processes: the service's event loop comes first when they compete.
+STEP_NICENESS = 10
 
 
 class _StepFailed(Exception):
@@ -252,10 +257,14 @@ class LocalExecutor:
     async def _pipeline(self, run: _Run) -> None:
         try:
             async with asyncio.TaskGroup() as group:
-                batches = [
-                    group.create_task(self._batch(run, index), name=f"local-batch-{index}")
-                    for index in range(1, run.spec.batch_count + 1)
-                ]
+                batches = []
+                for index in range(1, run.spec.batch_count + 1):
+                    name = f"local-batch-{index}"
+                    batches.append(group.create_task(self._batch(run, index), name=name))
+                    # One batch per turn of the event loop: the start of a large run never
+                    # holds up the loop's other work in one stretch (such as the 202 of the
+                    # request that started it).
+                    await asyncio.sleep(0)
         except ExceptionGroup as failures:
             # A failed step cancels its siblings (their subprocesses are killed) and ends here.
             matched, rest = failures.split(_StepFailed)
@@ -312,6 +321,7 @@ class LocalExecutor:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 limit=LINE_LIMIT,
                 starter=self._starter,
+                niceness=STEP_NICENESS,
             )
         except OSError as exc:
             reason = f"{source} could not be started: {exc}"
@@ -420,8 +430,8 @@ def _decode(raw: bytes) -> str:
 
 
 def _signal_group(proc: Child, signum: signal.Signals) -> None:
-    # The task is its session's leader, so its pid is the process group id. Right after the
-    # spawn the child may not have called setsid() yet: then signal it directly.
+    # The task leads its process group, so its pid is the group's id. Right after the spawn
+    # the child may not have called setpgid() yet: then signal it directly.
     try:
         os.killpg(proc.pid, signum)
     except ProcessLookupError:

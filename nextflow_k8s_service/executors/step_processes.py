@@ -1,6 +1,6 @@
 """Step processes that cannot outlive the service (local executor, Linux).
 
-Steps run in their own sessions so that a run can signal each step's group; that also means
+Steps lead their own process groups so that a run can signal each step's group; that also means
 nothing ends them when the service itself is killed (SIGKILL, OOM). Two measures close that gap:
 
 - `step_command` starts each step through a tiny launcher that asks the kernel for a parent-

@@ -64,3 +64,40 @@ async def test_a_finished_childs_pipes_are_closed_once_and_only_once(tmp_path: P
     finally:
         for fd in reused:
             os.close(fd)
+
+
+async def test_a_child_leads_its_own_group_in_the_services_session_at_the_niceness_asked(
+    tmp_path: Path,
+) -> None:
+    niceness = max(os.nice(0), 7)
+    report = "import os; print(os.nice(0), os.getpgid(0) == os.getpid(), os.getsid(0))"
+    child = await spawn(
+        [sys.executable, "-c", report], cwd=tmp_path, env={}, limit=1024, niceness=niceness
+    )
+    out = await child.stdout.read()
+    assert await child.wait() == 0
+    nice, leads_group, session = out.decode().split()
+    # Its own group, so a run can signal it whole; the service's session, so that a nice
+    # value counts under autogroup scheduling (a new session would be a group of its own).
+    assert (int(nice), leads_group, int(session)) == (niceness, "True", os.getsid(0))
+
+
+async def test_a_niceness_below_the_childs_own_leaves_it_alone(tmp_path: Path) -> None:
+    own = os.nice(0)
+    child = await spawn(
+        [sys.executable, "-c", "import os; print(os.nice(0))"],
+        cwd=tmp_path,
+        env={},
+        limit=1024,
+        niceness=own - 1,
+    )
+    assert int(await child.stdout.read()) == own
+    assert await child.wait() == 0
+
+
+async def test_without_a_niceness_the_child_keeps_the_services(tmp_path: Path) -> None:
+    child = await spawn(
+        [sys.executable, "-c", "import os; print(os.nice(0))"], cwd=tmp_path, env={}, limit=1024
+    )
+    assert int(await child.stdout.read()) == os.nice(0)
+    assert await child.wait() == 0

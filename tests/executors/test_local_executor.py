@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from nextflow_k8s_service.executors.base import (
     TaskChanged,
     task_source,
 )
-from nextflow_k8s_service.executors.local import LINE_LIMIT, LocalExecutor
+from nextflow_k8s_service.executors.local import LINE_LIMIT, STEP_NICENESS, LocalExecutor
 from nextflow_k8s_service.models import RunStatus, TaskState
 from tests.conftest import CollectEvents, SettingsFactory, run_spec, step_processes
 
@@ -270,6 +272,10 @@ async def test_cancel_kills_every_subprocess_and_ends_cancelled(
     await follower.until(scripts_started("GENERATE", 3), TIMEOUT)
     processes = step_processes(settings.workflow_dir)
     assert len(processes) == 3
+    for pid in processes:
+        # Behind the service for the CPU; each leads its group, which cancel signals.
+        assert psutil.Process(pid).nice() == max(STEP_NICENESS, os.nice(0))
+        assert os.getpgid(pid) == pid and os.getsid(pid) == os.getsid(0)
 
     started = time.monotonic()
     await executor.cancel(spec.run_id)
@@ -291,6 +297,29 @@ async def test_cancel_kills_every_subprocess_and_ends_cancelled(
     await executor.cancel(spec.run_id)
     await executor.cancel("r000000000ff")
     assert step_processes(settings.workflow_dir) == {}
+
+
+async def test_a_large_run_sets_one_batch_going_per_turn_of_the_loop(
+    executors: list[LocalExecutor], make_settings: SettingsFactory
+) -> None:
+    settings = make_settings(demo_generate_seconds=60)
+    executor = LocalExecutor(settings=settings)
+    executors.append(executor)
+    spec = run_spec(6, settings=settings)
+    await executor.start(spec)
+
+    def batches_going() -> int:
+        return sum(t.get_name().startswith("local-batch-") for t in asyncio.all_tasks())
+
+    going = [batches_going()]
+    for _ in range(20):
+        await asyncio.sleep(0)
+        going.append(batches_going())
+    # All of them, but never more than one more per turn: the loop's other work (the answer
+    # to the request that started the run) comes in between.
+    assert going[0] == 0 and going[-1] == 6
+    assert all(later - earlier <= 1 for earlier, later in itertools.pairwise(going)), going
+    await executor.cancel(spec.run_id)
 
 
 async def test_close_with_a_run_in_progress_leaves_no_orphans(
