@@ -20,6 +20,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
+_CSP_HEADER = (b"content-security-policy", CONTENT_SECURITY_POLICY.encode())
 # The OpenAPI UI loads its own script bundle; it gets the other headers but not the page's CSP.
 _CSP_EXEMPT = ("/docs",)
 
@@ -68,7 +69,7 @@ class SecurityHeadersMiddleware:
                 headers = list(message.get("headers", []))
                 headers.extend(SECURITY_HEADERS)
                 if with_csp:
-                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                    headers.append(_CSP_HEADER)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -42,7 +42,8 @@ async def test_status_run_tasks_history_and_preview_follow_what_they_show(
         assert early["attached"] is True and early["run"]["run_id"] == run_id
         assert first["status"]["active"] is True
 
-        # Both GENERATE tasks running: a change inside the run's progress only.
+        # Both GENERATE tasks running (the first reads may or may not have seen that yet, so
+        # the reads are checked against what the stream showed, not against the first ones).
         await stream.until(
             lambda f: f["type"] == "progress" and f["data"]["processes"]["GENERATE"]["running"] == 2
         )
@@ -60,7 +61,6 @@ async def test_status_run_tasks_history_and_preview_follow_what_they_show(
         }
         assert running["status"]["run"]["progress"]["tasks"]["GENERATE (2)"] == "running"
         assert running["status"]["run"]["status"] == "running"
-        assert running["status"] != first["status"]
 
         cancel = await client.delete(
             f"{API}/cancel", headers={"X-Cancel-Token": started["cancel_token"]}
