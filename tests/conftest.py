@@ -1,7 +1,7 @@
 """Shared fixtures and helpers: settings for a temporary workspace, live servers (one per test,
 or one per module for checks that change no state), run specs, a workflow whose step waits for
 the test's release (a run held at a known point), executor event collectors, stream readers and
-`eventually` for what sends no event."""
+`eventually` for what sends no event; and the order the tests are handed out in."""
 
 from __future__ import annotations
 
@@ -25,6 +25,29 @@ from tests.live_server import LiveServer
 from tests.redis_server import RedisServer
 
 SettingsFactory = Callable[..., Settings]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order xdist hands tests out in (`--dist loadgroup` sends them one at a time, in this
+    order): tests marked `slow(seconds)` first, longest first, so that none starts last and
+    keeps one worker busy alone; then the rest, with the browser tests (Chromium's rendering:
+    the suite's heaviest CPU) spread evenly among the others, which mostly wait on processes,
+    servers and timeouts, so that both cores stay busy all along."""
+
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return float(marker.args[0]) if marker and marker.args else 0.0
+
+    slow = sorted((item for item in items if seconds(item)), key=seconds, reverse=True)
+    rest = [item for item in items if not seconds(item)]
+    browser = [item for item in rest if item.get_closest_marker("browser")]
+    other = [item for item in rest if not item.get_closest_marker("browser")]
+
+    def spread(group: list[pytest.Item]) -> list[tuple[float, pytest.Item]]:
+        return [((index + 0.5) / len(group), item) for index, item in enumerate(group)]
+
+    mixed = sorted(spread(browser) + spread(other), key=lambda pair: pair[0])
+    items[:] = slow + [item for _, item in mixed]
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ async def violations(page: Page, moment: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow(5)
 @pytest.mark.parametrize("device", ["desktop", "phone"])
 async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     device: str,
@@ -77,6 +78,7 @@ async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     visitors.assert_no_errors()
 
 
+@pytest.mark.slow(6)
 async def test_axe_finds_no_violations_on_a_run_address_while_it_replays(
     make_settings: SettingsFactory,
     start_server: Any,

@@ -129,6 +129,7 @@ async def test_twelve_batches_draw_25_bars_and_a_task_opens_with_its_own_lines(
     visitors.assert_no_errors()
 
 
+@pytest.mark.slow(5)
 async def test_a_finished_run_has_an_address_that_renders_it_in_full_after_a_reload(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
