@@ -1,11 +1,13 @@
 """Shared fixtures and helpers: settings for a temporary workspace, live servers (one per test,
-or one per module for checks that change no state), run specs, executor event collectors,
-stream readers and `eventually` for what sends no event."""
+or one per module for checks that change no state), run specs, a workflow whose step waits for
+the test's release (a run held at a known point), executor event collectors, stream readers and
+`eventually` for what sends no event; and the order the tests are handed out in."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from nextflow_k8s_service.config import Settings, load_settings
+from nextflow_k8s_service.config import REPO_WORKFLOW_DIR, Settings, load_settings
 from nextflow_k8s_service.main import create_app
 from nextflow_k8s_service.models import new_run_id
 from nextflow_k8s_service.run_events import ExecutorEvent, RunSpec, StatusChanged
@@ -23,6 +25,29 @@ from tests.live_server import LiveServer
 from tests.redis_server import RedisServer
 
 SettingsFactory = Callable[..., Settings]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order xdist hands tests out in (`--dist loadgroup` sends them one at a time, in this
+    order): tests marked `slow(seconds)` first, longest first, so that none starts last and
+    keeps one worker busy alone; then the rest, with the browser tests (Chromium's rendering:
+    the suite's heaviest CPU) spread evenly among the others, which mostly wait on processes,
+    servers and timeouts, so that both cores stay busy all along."""
+
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return float(marker.args[0]) if marker and marker.args else 0.0
+
+    slow = sorted((item for item in items if seconds(item)), key=seconds, reverse=True)
+    rest = [item for item in items if not seconds(item)]
+    browser = [item for item in rest if item.get_closest_marker("browser")]
+    other = [item for item in rest if not item.get_closest_marker("browser")]
+
+    def spread(group: list[pytest.Item]) -> list[tuple[float, pytest.Item]]:
+        return [((index + 0.5) / len(group), item) for index, item in enumerate(group)]
+
+    mixed = sorted(spread(browser) + spread(other), key=lambda pair: pair[0])
+    items[:] = slow + [item for _, item in mixed]
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +159,51 @@ def run_spec(
         generate_seconds=generate_seconds,
         analyze_seconds=analyze_seconds,
     )
+
+
+_GATED_STEP = """\
+\"\"\"A step held by a test: waits until the file `released` appears in the workflow directory,
+then runs the real step (real/<this name>) in this process.\"\"\"
+import runpy
+import sys
+import time
+from pathlib import Path
+
+root = Path(__file__).resolve().parent.parent
+while not (root / "released").exists():
+    time.sleep(0.02)  # polls for the test's release: a file has no event to wait on
+real = str(root / "real" / Path(__file__).name)
+sys.argv[0] = real
+runpy.run_path(real, run_name="__main__")
+"""
+
+
+class GatedWorkflow:
+    """A copy of workflows/ whose step `script` starts, then waits until the test calls
+    `release()`: it holds a run at a known point (that step's tasks running, the rest as far as
+    they get without them) for as long as the test needs, where pacing would guess a duration."""
+
+    def __init__(self, root: Path, script: str) -> None:
+        shutil.copytree(REPO_WORKFLOW_DIR, root)
+        (root / "real").mkdir()
+        (root / "bin" / script).rename(root / "real" / script)
+        (root / "bin" / script).write_text(_GATED_STEP)
+        self.workflow_dir = root
+        self._released = root / "released"
+
+    def release(self) -> None:
+        self._released.touch()
+
+
+@pytest.fixture
+def gated_workflow(tmp_path: Path) -> Callable[[str], GatedWorkflow]:
+    """`gated_workflow("analyze.py")`: a `GatedWorkflow` holding that step; pass its
+    `workflow_dir` to `make_settings`."""
+
+    def make(script: str) -> GatedWorkflow:
+        return GatedWorkflow(tmp_path / f"gated-{script.removesuffix('.py')}", script)
+
+    return make
 
 
 class EventCollector:

@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
-        ["mypy", "--strict", "nextflow_k8s_service"],
+        pytest.param(
+            ["mypy", "--strict", "nextflow_k8s_service"],
+            marks=pytest.mark.slow(9),
+            id="mypy-strict",
+        ),
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],
 )

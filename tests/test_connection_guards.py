@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import psutil
+import pytest
 
 from nextflow_k8s_service.connection_guards import (
     MAX_REQUEST_HEAD_BYTES,
@@ -98,6 +99,7 @@ async def _closed_after(reader: asyncio.StreamReader, started: float) -> tuple[f
     return time.monotonic() - started, answer
 
 
+@pytest.mark.slow(10)
 async def test_requests_that_never_complete_are_closed_within_the_stated_timeout(
     server: LiveServer,
 ) -> None:

@@ -98,6 +98,7 @@ async def run_one_batch(
     assert len(on_disk["batches"]) == 1
 
 
+@pytest.mark.slow(12)
 @pytest.mark.usefixtures("_caller_settings")
 async def test_a_fresh_copy_runs_with_the_readme_command(
     tmp_path: Path, services: list[ConsoleService], open_stream: Callable[..., Any]
@@ -118,6 +119,7 @@ async def test_a_fresh_copy_runs_with_the_readme_command(
     assert not installed & {"pytest", "playwright", "ruff", "mypy", "schemathesis", "hypothesis"}
 
 
+@pytest.mark.slow(10)
 @pytest.mark.usefixtures("_caller_settings")
 async def test_the_console_script_runs_from_any_directory(
     tmp_path: Path, services: list[ConsoleService], open_stream: Callable[..., Any]

@@ -11,16 +11,15 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import CHECKS, load_all_checks
 
 from tests.console import free_port, module_service
+
+if TYPE_CHECKING:
+    import schemathesis
+    from schemathesis import GenerationMode
 
 START_TIMEOUT_SECONDS = 30.0
 #: Operations whose only input is the run id in the path (any string is a valid segment).
@@ -47,9 +46,17 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow(8)
 def test_no_server_errors_and_responses_match_the_schema(service_url: str) -> None:
     # Driven through Hypothesis directly: schemathesis' pytest integration does not support
-    # pytest 9 yet. Each operation gets its own bounded, derandomized run.
+    # pytest 9 yet (pyproject.toml does not load its plugin). Each operation gets its own
+    # bounded, derandomized run. Imported here rather than at the top: every xdist worker
+    # collects this module and only one runs it, and the import costs about a second.
+    import schemathesis
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import CHECKS, load_all_checks
+
     schema = schemathesis.openapi.from_url(f"{service_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10
@@ -71,6 +78,8 @@ def test_no_server_errors_and_responses_match_the_schema(service_url: str) -> No
 
 
 def _fuzz(operation: Any, mode: GenerationMode, service_url: str, checks: list[Any]) -> None:
+    from hypothesis import HealthCheck, given, settings
+
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
         max_examples=25,

@@ -262,6 +262,7 @@ async def test_frames_cross_relay_reconnects_once_and_in_order(
         await admin.aclose()
 
 
+@pytest.mark.slow(8)
 async def test_an_idle_replica_keeps_its_relay_connection(
     own_redis: RedisServer,
     make_settings: SettingsFactory,

@@ -12,11 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.__main__ import FIGURES, HEADLINES
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow(25)
 def test_the_smoke_run_produces_every_figure(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke", "--output-dir", str(tmp_path)],

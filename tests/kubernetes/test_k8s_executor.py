@@ -413,6 +413,7 @@ async def test_check_and_orphan_jobs(
     assert not result.ok and "503" in (result.detail or "")
 
 
+@pytest.mark.slow(5)
 async def test_objects_without_metadata_do_not_kill_the_watches(
     fake: FakeKubernetes, make_executor: Any, collect_events: Any
 ) -> None:

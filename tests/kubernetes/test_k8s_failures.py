@@ -91,6 +91,7 @@ async def service(
         yield Service(fake, client, stream)
 
 
+@pytest.mark.slow(5)
 async def test_quota_refusing_a_task_pod_fails_the_run_naming_the_quota(
     service: Service, fake: FakeKubernetes
 ) -> None:
@@ -150,6 +151,7 @@ async def test_an_image_that_cannot_be_pulled_fails_its_task_and_the_run(
     await service.released(run_id, job_deleted=False)
 
 
+@pytest.mark.slow(5)
 async def test_an_oom_killed_controller_is_named(service: Service, fake: FakeKubernetes) -> None:
     run_id, _ = await service.start()
     await service.controller_running(run_id)

@@ -3,13 +3,15 @@ in light and dark, idle, mid-run and finished, on a desktop and on a phone viewp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, expect
 
-from tests.conftest import SettingsFactory
+from tests.conftest import GatedWorkflow, SettingsFactory
 from tests.web.conftest import Visitors
 from tests.web.test_page import PHONE, RUN_TIMEOUT_MS, choose_batches
 from tests.web.test_page_runs import LOGS_404
@@ -36,12 +38,18 @@ async def violations(page: Page, moment: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow(5)
 @pytest.mark.parametrize("device", ["desktop", "phone"])
 async def test_axe_finds_no_violations_idle_mid_run_and_finished(
-    device: str, make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+    device: str,
+    make_settings: SettingsFactory,
+    start_server: Any,
+    visitors: Visitors,
+    gated_workflow: Callable[[str], GatedWorkflow],
 ) -> None:
-    settings = make_settings(demo_generate_seconds=4.0, demo_analyze_seconds=3.0)
-    server = await start_server(settings)
+    # ANALYZE waits for the gate: the run stays mid-run until axe has looked at it.
+    gate = gated_workflow("analyze.py")
+    server = await start_server(make_settings(workflow_dir=gate.workflow_dir))
     context = PHONE if device == "phone" else DESKTOP
     visitor = await visitors.open(f"{server.http_url}/", f"axe-{device}", **context)
     visitor.expected_noise = LOGS_404
@@ -53,7 +61,9 @@ async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     await expect(page.locator("#graph .node[data-state='running']").first).to_be_visible()
     await expect(page.locator("#log .line").first).to_be_attached()
     found += await violations(page, "mid-run")
+    await expect(page.locator("#run-status")).to_have_attribute("data-status", "running")
 
+    gate.release()
     await expect(page.locator("#run-status")).to_have_attribute(
         "data-status", "succeeded", timeout=RUN_TIMEOUT_MS
     )
@@ -68,17 +78,22 @@ async def test_axe_finds_no_violations_idle_mid_run_and_finished(
     visitors.assert_no_errors()
 
 
+@pytest.mark.slow(6)
 async def test_axe_finds_no_violations_on_a_run_address_while_it_replays(
-    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+    make_settings: SettingsFactory,
+    start_server: Any,
+    visitors: Visitors,
+    open_stream: Callable[..., Any],
 ) -> None:
     server = await start_server(make_settings())
-    starter = await visitors.open(f"{server.http_url}/", "starter", **DESKTOP)
-    await choose_batches(starter.page, 2)
-    await starter.page.click("#run-btn")
-    await expect(starter.page.locator("#run-status")).to_have_attribute(
-        "data-status", "succeeded", timeout=RUN_TIMEOUT_MS
-    )
-    run_id = (await starter.page.locator("#run-id").inner_text()).strip()
+    # The run to look at is started through the API: the page's own start is tested above.
+    stream = await open_stream(server.ws_url)
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
+        started = await client.post("/api/v1/demo/run", json={"batch_count": 2})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    complete = await stream.until_complete(run_id)
+    assert complete["data"]["status"] == "succeeded", complete
     for device, context in (("desktop", DESKTOP), ("phone", PHONE)):
         visitor = await visitors.open(
             f"{server.http_url}/runs/{run_id}", f"axe-{device}", **context

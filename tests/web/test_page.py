@@ -7,13 +7,14 @@ Screenshots of the running and finished states land in artifacts/screenshots/.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.conftest import SettingsFactory
+from tests.conftest import GatedWorkflow, SettingsFactory
 from tests.web.conftest import Visitor, Visitors
 
 pytestmark = pytest.mark.browser
@@ -167,13 +168,15 @@ async def test_run_fills_the_lanes_then_shows_report_and_history(
 
 
 async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
-    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+    make_settings: SettingsFactory,
+    start_server: Any,
+    visitors: Visitors,
+    gated_workflow: Callable[[str], GatedWorkflow],
 ) -> None:
-    # Paced so the run is still going while the watcher arrives and looks (the controls show
-    # the run only while it is active), with room for a loaded machine running the suite on
-    # several workers.
-    settings = make_settings(demo_generate_seconds=5.0, demo_analyze_seconds=8.0)
-    server = await start_server(settings)
+    # ANALYZE waits for the gate, so the run is still going while the watcher arrives and
+    # looks (the controls show the run only while it is active), however loaded the machine.
+    gate = gated_workflow("analyze.py")
+    server = await start_server(make_settings(workflow_dir=gate.workflow_dir))
     starter = await visitors.open(f"{server.http_url}/", "starter", color_scheme="dark")
     await choose_batches(starter.page, 3)
     await starter.page.fill("#triggered-by", "starter")
@@ -209,6 +212,7 @@ async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
     await expect(starter.page.locator("#log .line").nth(11)).to_be_attached()
     await starter.screenshot("running-desktop-dark")
 
+    gate.release()
     await expect_finished(starter.page, "succeeded", 3)
     await expect_finished(page, "succeeded", 3)
     assert await task_states(page) == await task_states(starter.page)

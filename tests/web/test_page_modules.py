@@ -35,6 +35,7 @@ def _node() -> str:
     return node
 
 
+@pytest.mark.slow(4)
 def test_page_modules_type_check_without_errors() -> None:
     node = _node()
     if not TSC.exists():

@@ -7,13 +7,14 @@ The archive and replay read `GET /api/v1/demo/runs/{id}/events` (NDJSON of recor
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.conftest import SettingsFactory
+from tests.conftest import GatedWorkflow, SettingsFactory
 from tests.web.conftest import Visitors
 from tests.web.test_page import choose_batches, expect_finished, shown_run_id, task_states
 
@@ -66,9 +67,14 @@ async def finished_view(page: Page) -> dict[str, Any]:
 
 
 async def test_twelve_batches_draw_25_bars_and_a_task_opens_with_its_own_lines(
-    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+    make_settings: SettingsFactory,
+    start_server: Any,
+    visitors: Visitors,
+    gated_workflow: Callable[[str], GatedWorkflow],
 ) -> None:
-    server = await start_server(make_settings(demo_generate_seconds=1.0, demo_analyze_seconds=1.0))
+    # REPORT waits for the gate: the run goes on until the live timeline has been seen.
+    gate = gated_workflow("report.py")
+    server = await start_server(make_settings(workflow_dir=gate.workflow_dir))
     visitor = await visitors.open(f"{server.http_url}/", "timeline")
     visitor.expected_noise = LOGS_404
     page = visitor.page
@@ -77,6 +83,7 @@ async def test_twelve_batches_draw_25_bars_and_a_task_opens_with_its_own_lines(
     await page.click("#run-btn")
     # Live: the timeline shows while the run goes on, with running bars.
     await expect(page.locator("#timeline .tl-bar[data-state='running']").first).to_be_visible()
+    gate.release()
     await expect_finished(page, "succeeded", 12)
     await expect(page.locator("#timeline .tl-bar")).to_have_count(25)
     await expect(page.locator("#timeline .tl-bar[data-state='succeeded']")).to_have_count(25)
@@ -122,6 +129,7 @@ async def test_twelve_batches_draw_25_bars_and_a_task_opens_with_its_own_lines(
     visitors.assert_no_errors()
 
 
+@pytest.mark.slow(5)
 async def test_a_finished_run_has_an_address_that_renders_it_in_full_after_a_reload(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
@@ -182,16 +190,23 @@ async def test_a_finished_run_has_an_address_that_renders_it_in_full_after_a_rel
 
 
 async def test_the_live_run_address_follows_it_and_keeps_it_after_it_ends(
-    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+    make_settings: SettingsFactory,
+    start_server: Any,
+    visitors: Visitors,
+    gated_workflow: Callable[[str], GatedWorkflow],
 ) -> None:
-    settings = make_settings(demo_generate_seconds=2.0, demo_analyze_seconds=2.0)
-    server = await start_server(settings)
+    # ANALYZE waits for the gate: the watcher opens the address of a run still going on.
+    gate = gated_workflow("analyze.py")
+    server = await start_server(make_settings(workflow_dir=gate.workflow_dir))
     starter = await visitors.open(f"{server.http_url}/", "starter")
     await choose_batches(starter.page, 2)
     await starter.page.click("#run-btn")
     run_id = await shown_run_id(starter.page)
     watcher = await visitors.open(f"{server.http_url}/runs/{run_id}", "watcher")
     await expect(watcher.page.locator("#run-id")).to_have_text(run_id)
+    await expect(watcher.page.locator("#run-status")).to_have_attribute("data-status", "running")
+    await expect(watcher.page.locator("#timeline .tl-bar[data-state='running']")).to_have_count(2)
+    gate.release()
     await expect(watcher.page.locator("#timeline .tl-bar")).to_have_count(5)
     await expect_finished(watcher.page, "succeeded", 2)
     await expect_finished(starter.page, "succeeded", 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from playwright.async_api import expect
 
 from nextflow_k8s_service.utils.broadcaster import Frame
-from tests.conftest import SettingsFactory
+from tests.conftest import GatedWorkflow, SettingsFactory
 from tests.web.conftest import Visitors
 from tests.web.test_page import PHONE, RUN_TIMEOUT_MS, choose_batches, shown_run_id
 
@@ -29,10 +30,14 @@ RUNNING_ANIMATIONS = (
 
 
 async def test_phone_run_start_brings_the_pipeline_into_view_and_the_report_is_a_click_away(
-    make_settings: SettingsFactory, start_server: Any, visitors: Visitors
+    make_settings: SettingsFactory,
+    start_server: Any,
+    visitors: Visitors,
+    gated_workflow: Callable[[str], GatedWorkflow],
 ) -> None:
-    settings = make_settings(demo_generate_seconds=3.0, demo_analyze_seconds=2.0)
-    server = await start_server(settings)
+    # ANALYZE waits for the gate: the run is in progress while the page is looked at.
+    gate = gated_workflow("analyze.py")
+    server = await start_server(make_settings(workflow_dir=gate.workflow_dir))
     visitor = await visitors.open(f"{server.http_url}/", "phone", **PHONE)
     page = visitor.page
     await choose_batches(page, 2)
@@ -48,6 +53,7 @@ async def test_phone_run_start_brings_the_pipeline_into_view_and_the_report_is_a
     await expect(page.locator("#graph svg")).to_be_in_viewport()
     await expect(page.locator("#batch-count")).to_be_disabled()
 
+    gate.release()
     await expect(page.locator("#run-status")).to_have_attribute(
         "data-status", "succeeded", timeout=RUN_TIMEOUT_MS
     )
