@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from nextflow_k8s_service.kubernetes.api import KubeApi
 from nextflow_k8s_service.kubernetes.logs import from_nanos, parse_timestamp, split_line, to_nanos
 from nextflow_k8s_service.kubernetes.watch import (
+    WatchEvent,
     job_outcome,
     pod_task,
     pod_task_state,
@@ -124,3 +126,36 @@ async def test_watch_lists_then_streams_the_selected_changes(
     assert seen == [("ADDED", "a"), ("SYNCED", ""), ("DELETED", "a")]
     assert fake.calls.count(("list", "", "pods")) == list_calls == 1
     assert fake.calls.count(("watch", "", "pods")) >= watch_calls
+
+
+async def test_a_relist_reports_once_what_changed_while_no_watch_was_open(
+    fake: FakeKubernetes, make_executor: Any
+) -> None:
+    executor = await make_executor()
+    api: KubeApi = executor._api
+
+    def pod(name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": {"app": "x"}}, "status": {}}
+
+    def seen(events: list[WatchEvent]) -> set[tuple[str, str, bool]]:
+        return {(e.type, e.obj.get("metadata", {}).get("name", ""), e.missed) for e in events}
+
+    stream = watch_objects(api, "pods", label_selector="app=x", timeout_seconds=60)
+    async with aclosing(stream), asyncio.timeout(10):
+        for name in ("kept", "changed", "gone"):
+            fake.create("pods", pod(name))
+        listed = [await anext(stream) for _ in range(4)]
+        # Between the list and its watch: changes, then the history is compacted past them,
+        # so the watch from the list's resourceVersion gets a 410 and the stream re-lists.
+        fake.set_pod_phase("changed", "Running")
+        fake.delete("pods", "gone", grace_seconds=0)
+        fake.create("pods", pod("new"))
+        fake.expire_watches("pods")
+        relisted = [await anext(stream) for _ in range(4)]
+    assert seen(listed[:3]) == {("ADDED", name, False) for name in ("kept", "changed", "gone")}
+    assert seen(relisted[:3]) == {
+        ("MODIFIED", "changed", False),
+        ("ADDED", "new", False),
+        ("DELETED", "gone", True),
+    }
+    assert listed[3].type == relisted[3].type == "SYNCED"
