@@ -158,7 +158,7 @@ class OursTarget(Target):
         data = frame_data(lines, index, sent)
         self._frame_id += 1
         frame = self._frame.build("log", None, self._utcnow(), data, event_id=self._frame_id)
-        self._frame_bytes = len(frame.text)
+        self._frame_bytes = len(frame.wire)
         self._broadcaster.publish(frame)
 
     def backlog(self) -> float:

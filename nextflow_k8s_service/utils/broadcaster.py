@@ -50,14 +50,21 @@ def websocket_text_message(payload: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A frame ready to send: `text` is its whole JSON, `seq` included, encoded once; `wire`
-    is that text framed as a WebSocket message."""
+    """A frame ready to send: `wire` is its whole JSON, `seq` included, encoded once and framed
+    as a WebSocket text message; `text` is that JSON (decoded again on demand, for the paths
+    that send text: archive readers and servers without a frame sink). Only the bytes are
+    kept: a frame may wait in many clients' queues."""
 
     type: str
     run_id: str | None
     id: int
-    text: str
     wire: bytes
+
+    @property
+    def text(self) -> str:
+        length = self.wire[1] & 0x7F
+        head = 2 if length < 126 else 4 if length == 126 else 10
+        return self.wire[head:].decode()
 
     @classmethod
     def build(
@@ -85,8 +92,7 @@ class Frame:
             ensure_ascii=False,
             default=str,
         )
-        wire = websocket_text_message(text.encode())
-        return cls(type=type_, run_id=run_id, id=id, text=text, wire=wire)
+        return cls(type=type_, run_id=run_id, id=id, wire=websocket_text_message(text.encode()))
 
 
 class FrameSink(Protocol):
@@ -170,7 +176,7 @@ class Subscription:
         if sink is not None and not self._frames and sink.ready:
             sink.write(frame.wire)
             return True
-        size = len(frame.text)
+        size = len(frame.wire)
         # The first frame always fits, however large: a lone snapshot is never refused.
         if (self.queued_bytes and self.queued_bytes + size > self._max_bytes) or len(
             self._frames
@@ -194,7 +200,7 @@ class Subscription:
                 break
             sink.write(frame.wire)
             written += 1
-            size += len(frame.text)
+            size += len(frame.wire)
         del frames[:written]
         self.queued_bytes = max(0, self.queued_bytes - size)
 
@@ -231,7 +237,7 @@ class Subscription:
         if not await self._wait():
             return None
         frame = self._frames.pop(0)
-        self.queued_bytes = max(0, self.queued_bytes - len(frame.text))
+        self.queued_bytes = max(0, self.queued_bytes - len(frame.wire))
         return frame
 
     async def next_batch(self, limit: int = 64) -> list[str] | None:
@@ -241,9 +247,8 @@ class Subscription:
             return None
         taken = self._frames[:limit]
         del self._frames[:limit]
-        texts = [frame.text for frame in taken]
-        self.queued_bytes = max(0, self.queued_bytes - sum(map(len, texts)))
-        return texts
+        self.queued_bytes = max(0, self.queued_bytes - sum(len(frame.wire) for frame in taken))
+        return [frame.text for frame in taken]
 
     @property
     def pending(self) -> int:
