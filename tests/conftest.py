@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,15 @@ from tests.live_server import LiveServer
 from tests.redis_server import RedisServer
 
 SettingsFactory = Callable[..., Settings]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode is written even where the environment says not to (this machine's image sets
+    PYTHONDONTWRITEBYTECODE=1): otherwise each xdist worker rewrites every test module's
+    asserts anew, and each of the suite's dozens of service, benchmark and step processes
+    compiles the package from source. Set before the workers start, so they inherit it."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

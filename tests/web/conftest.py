@@ -2,10 +2,13 @@
 
 `browser` is shared by the session; `visitors` opens isolated browser contexts (one per visitor,
 each with its own sessionStorage) and records every console error and uncaught page error.
+A visitor's context goes back to the worker's `contexts` pool when its test ends, wiped, so
+that the next test's visitor skips starting a renderer process (about a second of CPU each).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -86,6 +89,11 @@ class Visitor:
     def _on_page_error(self, error: Error) -> None:
         self.errors.append(f"pageerror: {error}")
 
+    def detach(self) -> None:
+        """Stop recording: the page is about to serve another test."""
+        self.page.remove_listener("console", self._on_console)
+        self.page.remove_listener("pageerror", self._on_page_error)
+
     async def screenshot(self, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
@@ -93,36 +101,106 @@ class Visitor:
         return path
 
 
-class Visitors:
+class ContextPool:
+    """A worker's idle browser contexts (each with its one page), by the options they were
+    made with. A context comes back wiped, or is closed if it cannot be: a test that opened
+    another page in it, closed its page or crashed it leaves nothing behind for the next."""
+
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
-        self.opened: list[Visitor] = []
+        self.idle: dict[str, list[Page]] = {}
+
+    async def acquire(self, options: dict[str, Any]) -> Page:
+        idle = self.idle.get(self._key(options))
+        if idle:
+            return idle.pop()
+        context = await self.browser.new_context(**options)
+        context.set_default_timeout(20_000)
+        return await context.new_page()
+
+    async def release(self, page: Page, options: dict[str, Any]) -> None:
+        context = page.context
+        try:
+            if page.is_closed() or context.pages != [page]:
+                raise RuntimeError("not reusable")
+            # The storage of the origin the page is on (each test's server has its own port,
+            # hence its own origin; this covers a port that comes round again), then
+            # everything else the context could carry over.
+            if page.url.startswith("http"):
+                await page.evaluate("() => { sessionStorage.clear(); localStorage.clear(); }")
+            await page.goto("about:blank")
+            await context.clear_cookies()
+            await context.clear_permissions()
+            session = await context.new_cdp_session(page)
+            await session.send("Network.clearBrowserCache")
+            await session.detach()
+            await page.set_viewport_size(options["viewport"])
+            await page.emulate_media(
+                media="screen",
+                color_scheme=options.get("color_scheme", "light"),
+                reduced_motion=options["reduced_motion"],
+            )
+        except Exception:  # whatever went wrong, the context is not reused
+            await context.close()
+            return
+        self.idle.setdefault(self._key(options), []).append(page)
+
+    async def close(self) -> None:
+        for pages in self.idle.values():
+            for page in pages:
+                await page.context.close()
+        self.idle.clear()
+
+    @staticmethod
+    def _key(options: dict[str, Any]) -> str:
+        return json.dumps(options, sort_keys=True)
+
+
+@pytest.fixture(scope="session")
+async def contexts(browser: Browser) -> AsyncIterator[ContextPool]:
+    pool = ContextPool(browser)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+class Visitors:
+    def __init__(self, pool: ContextPool) -> None:
+        self.pool = pool
+        self.opened: list[tuple[Visitor, dict[str, Any]]] = []
 
     async def open(self, url: str, name: str = "visitor", **context: Any) -> Visitor:
         """A new isolated visitor on `url`, once the page's stream is live."""
-        options: dict[str, Any] = {"viewport": {"width": 1280, "height": 900}}
+        # Visitors prefer reduced motion unless a test asks otherwise: the page's endless
+        # pulses make headless Chromium draw 60 frames a second in software, which cost a
+        # fifth of the suite's CPU. Tests of the motion itself pass
+        # `reduced_motion="no-preference"`.
+        options: dict[str, Any] = {
+            "viewport": {"width": 1280, "height": 900},
+            "reduced_motion": "reduce",
+        }
         options.update(context)
-        browser_context = await self.browser.new_context(**options)
-        browser_context.set_default_timeout(20_000)
-        page = await browser_context.new_page()
+        page = await self.pool.acquire(options)
         visitor = Visitor(page, name)
-        self.opened.append(visitor)
+        self.opened.append((visitor, options))
         await page.goto(url)
         await page.wait_for_selector("#conn[data-state='live']")
         return visitor
 
     def assert_no_errors(self) -> None:
-        problems = [f"{v.name}: {error}" for v in self.opened for error in v.errors]
+        problems = [f"{v.name}: {error}" for v, _ in self.opened for error in v.errors]
         assert not problems, "\n".join(problems)
 
     async def close(self) -> None:
-        for visitor in self.opened:
-            await visitor.page.context.close()
+        for visitor, options in self.opened:
+            visitor.detach()
+            await self.pool.release(visitor.page, options)
 
 
 @pytest.fixture
-async def visitors(browser: Browser) -> AsyncIterator[Visitors]:
-    opened = Visitors(browser)
+async def visitors(contexts: ContextPool) -> AsyncIterator[Visitors]:
+    opened = Visitors(contexts)
     try:
         yield opened
     finally:

@@ -177,7 +177,9 @@ async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
     # looks (the controls show the run only while it is active), however loaded the machine.
     gate = gated_workflow("analyze.py")
     server = await start_server(make_settings(workflow_dir=gate.workflow_dir))
-    starter = await visitors.open(f"{server.http_url}/", "starter", color_scheme="dark")
+    starter = await visitors.open(
+        f"{server.http_url}/", "starter", color_scheme="dark", reduced_motion="no-preference"
+    )
     await choose_batches(starter.page, 3)
     await starter.page.fill("#triggered-by", "starter")
     await starter.page.click("#run-btn")
@@ -204,6 +206,8 @@ async def test_second_visitor_attaches_mid_run_and_ends_in_the_same_state(
     pulse = "() => getComputedStyle(document.querySelector('#conn .conn-dot')).animationName"
     assert await starter.page.evaluate(pulse) == "beacon"
     assert await page.evaluate(pulse) == "none"
+    # The rest needs no motion (the pulse is drawn 60 times a second in software here).
+    await starter.page.emulate_media(reduced_motion="reduce")
 
     # Mid-run: every GENERATE done, ANALYZE running, REPORT waiting.
     running_analyze = "#graph .node[data-task^='ANALYZE'][data-state='running']"

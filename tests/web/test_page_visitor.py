@@ -166,17 +166,22 @@ async def test_an_idle_page_does_not_animate_and_labels_the_last_run(
     make_settings: SettingsFactory, start_server: Any, visitors: Visitors
 ) -> None:
     server = await start_server(make_settings())
-    first = await visitors.open(f"{server.http_url}/", "first")
+    first = await visitors.open(f"{server.http_url}/", "first", reduced_motion="no-preference")
     await expect(first.page.locator("#run-label")).to_contain_text("Plan for the next run")
     assert await first.page.evaluate(RUNNING_ANIMATIONS) == []
     await choose_batches(first.page, 4)
+    # The run itself is watched without motion (headless Chromium draws it in software);
+    # once it is over, the page at rest must not animate again.
+    await first.page.emulate_media(reduced_motion="reduce")
     await first.page.click("#run-btn")
     await expect(first.page.locator("#run-status")).to_have_attribute(
         "data-status", "succeeded", timeout=RUN_TIMEOUT_MS
     )
+    await first.page.emulate_media(reduced_motion="no-preference")
+    assert await first.page.evaluate(RUNNING_ANIMATIONS) == []
 
     # A returning visitor sees the last run, labelled as such, beside the plan of the controls.
-    later = await visitors.open(f"{server.http_url}/", "later")
+    later = await visitors.open(f"{server.http_url}/", "later", reduced_motion="no-preference")
     page = later.page
     await expect(page.locator("#run-label")).to_have_text("Last run")
     await expect(page.locator("#graph .node")).to_have_count(9)
