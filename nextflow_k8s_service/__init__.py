@@ -2,7 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+PROG = "nextflow-k8s-service"  # the distribution and its console script
+
 try:
-    __version__ = version("nextflow-k8s-service")
+    __version__ = version(PROG)
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"

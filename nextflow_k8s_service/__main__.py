@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
 import sys
 
-import uvicorn
-
-from nextflow_k8s_service import __version__
-from nextflow_k8s_service.config import PACKAGE_DIR, Settings, check_directories, load_settings
+from nextflow_k8s_service import PROG, __version__
+from nextflow_k8s_service.config import check_directories, load_settings
 from nextflow_k8s_service.errors import ConfigurationError
-from nextflow_k8s_service.main import create_app
-from nextflow_k8s_service.server import ServiceServer, server_config
-
-PROG = "nextflow-k8s-service"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,44 +39,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def announce(host: str, port: int, mode: str = "") -> None:
-    """The one start line: where the page and the API docs are."""
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-    print(f"{PROG} {__version__}{mode}: page {base}/  API docs {base}/docs", flush=True)
-
-
-class _ConsoleServer(ServiceServer):
-    """The service's server that announces where it listens once it does."""
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            announce(self.config.host, self.config.port)
-
-
-def _reload(settings: Settings) -> None:
-    """Development server: uvicorn's reloader builds the app in a child process, from the
-    environment, so the flags travel there as environment variables."""
-    os.environ.update(
-        HOST=settings.host,
-        PORT=str(settings.port),
-        LOG_LEVEL=settings.log_level,
-        WORKSPACE_DIR=str(settings.workspace_dir),
-        WORKFLOW_DIR=str(settings.workflow_dir),
-    )
-    announce(settings.host, settings.port, " (reload)")
-    uvicorn.run(
-        "nextflow_k8s_service.main:create_app",
-        factory=True,
-        reload=True,
-        reload_dirs=[str(PACKAGE_DIR)],
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     flags = {
@@ -101,12 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.reload:
-        _reload(settings)
-        return
-    app = create_app(settings)
-    config = server_config(app, settings)
-    _ConsoleServer(config, app=app).run()
+    # The app's modules load only now: flags and settings are answered without them.
+    from nextflow_k8s_service.console import serve
+
+    serve(settings, reload=args.reload)
 
 
 if __name__ == "__main__":

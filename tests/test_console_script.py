@@ -161,6 +161,26 @@ def test_version(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (0, f"nextflow-k8s-service {__version__}\n")
 
 
+def test_flags_and_settings_are_answered_without_loading_the_app() -> None:
+    """`--version`, a bad flag and a refused setting exit before the app's modules load."""
+    probe = (
+        "import sys\n"
+        "from nextflow_k8s_service.__main__ import main\n"
+        "for argv in (['--version'], ['--prot'], ['--port', '70000']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "loaded = {'uvicorn', 'fastapi', 'nextflow_k8s_service.main'} & set(sys.modules)\n"
+        "print(sorted(loaded), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [

@@ -47,7 +47,7 @@ async def create_api_client(settings: Settings) -> ApiClient:
     configuration = Configuration()
     try:
         if settings.kubeconfig is None and in_cluster():
-            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            load_incluster_config(client_configuration=configuration)
         else:
             path = kubeconfig_path(settings)
             if not path.is_file():
