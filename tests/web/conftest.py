@@ -101,10 +101,16 @@ class Visitor:
         return path
 
 
+# Set on the page rather than the context, so a context made for one test serves another
+# test that asks for different values of these.
+PAGE_OPTIONS = ("viewport", "color_scheme", "reduced_motion")
+
+
 class ContextPool:
-    """A worker's idle browser contexts (each with its one page), by the options they were
-    made with. A context comes back wiped, or is closed if it cannot be: a test that opened
-    another page in it, closed its page or crashed it leaves nothing behind for the next."""
+    """A worker's idle browser contexts (each with its one page), by the options that only a
+    new context can have (a phone's touch and scale, say). A context comes back wiped, or is
+    closed if it cannot be: a test that opened another page in it, closed its page or crashed
+    it leaves nothing behind for the next."""
 
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
@@ -112,11 +118,18 @@ class ContextPool:
 
     async def acquire(self, options: dict[str, Any]) -> Page:
         idle = self.idle.get(self._key(options))
-        if idle:
-            return idle.pop()
-        context = await self.browser.new_context(**options)
-        context.set_default_timeout(20_000)
-        return await context.new_page()
+        if not idle:
+            context = await self.browser.new_context(**options)
+            context.set_default_timeout(20_000)
+            return await context.new_page()
+        page = idle.pop()
+        await page.set_viewport_size(options["viewport"])
+        await page.emulate_media(
+            media="screen",
+            color_scheme=options.get("color_scheme", "light"),
+            reduced_motion=options["reduced_motion"],
+        )
+        return page
 
     async def release(self, page: Page, options: dict[str, Any]) -> None:
         context = page.context
@@ -134,12 +147,6 @@ class ContextPool:
             session = await context.new_cdp_session(page)
             await session.send("Network.clearBrowserCache")
             await session.detach()
-            await page.set_viewport_size(options["viewport"])
-            await page.emulate_media(
-                media="screen",
-                color_scheme=options.get("color_scheme", "light"),
-                reduced_motion=options["reduced_motion"],
-            )
         except Exception:  # whatever went wrong, the context is not reused
             await context.close()
             return
@@ -153,7 +160,8 @@ class ContextPool:
 
     @staticmethod
     def _key(options: dict[str, Any]) -> str:
-        return json.dumps(options, sort_keys=True)
+        made_with = {name: value for name, value in options.items() if name not in PAGE_OPTIONS}
+        return json.dumps(made_with, sort_keys=True)
 
 
 @pytest.fixture(scope="session")
