@@ -106,8 +106,7 @@ async def start_server() -> AsyncIterator[Callable[..., Any]]:
         return server
 
     yield start
-    for server in servers:
-        await server.stop()
+    await asyncio.gather(*(server.stop() for server in servers))
 
 
 @pytest.fixture

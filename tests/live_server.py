@@ -28,10 +28,17 @@ class _StartedServer(ServiceServer):
         super().__init__(config, app=app)
         self.started_event = asyncio.Event()
         self.stopped_event = asyncio.Event()
+        self.exit_requested = asyncio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self.started_event.set()
+
+    async def main_loop(self) -> None:
+        # uvicorn looks at `should_exit` every 0.1 s; a test's server is stopped only by
+        # `LiveServer.stop`, which sets this event, so a stop does not wait for the next tick.
+        await self.on_tick(0)
+        await self.exit_requested.wait()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         try:
@@ -86,4 +93,5 @@ class LiveServer:
     async def stop(self) -> None:
         """Graceful shutdown, as on SIGTERM (idempotent)."""
         self._server.should_exit = True
+        self._server.exit_requested.set()
         await self._task
