@@ -23,6 +23,8 @@ import httpx
 import pytest
 
 from nextflow_k8s_service import __version__
+from nextflow_k8s_service.__main__ import main
+from nextflow_k8s_service.console import announce
 from tests.console import ConsoleService, bare_environment, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,6 +161,29 @@ def test_help_prints_usage_and_exits_0(tmp_path: Path) -> None:
 def test_version(tmp_path: Path) -> None:
     result = run_cli("--version", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, f"nextflow-k8s-service {__version__}\n")
+
+
+def test_a_refused_setting_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--port", "70000", "--host", "127.0.0.1"])
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("nextflow-k8s-service: invalid configuration: PORT")
+    assert captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("0.0.0.0", "127.0.0.1:8000"), ("::", "[::1]:8000"), ("10.1.2.3", "10.1.2.3:8000")],
+)
+def test_the_start_line_names_an_address_a_browser_can_open(
+    capsys: pytest.CaptureFixture[str], host: str, shown: str
+) -> None:
+    announce(host, 8000)
+    assert capsys.readouterr().out == (
+        f"nextflow-k8s-service {__version__}: page http://{shown}/  API docs http://{shown}/docs\n"
+    )
 
 
 def test_flags_and_settings_are_answered_without_loading_the_app() -> None:
