@@ -36,6 +36,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+# Full-page screenshots of the page tests' key moments, for a person to look at; taken only
+# when asked for (PAGE_SCREENSHOTS=1): encoding them cost a few seconds of the suite's CPU.
+TAKE_SCREENSHOTS = os.environ.get("PAGE_SCREENSHOTS") == "1"
 
 
 def _chromium_path() -> str:
@@ -94,11 +97,11 @@ class Visitor:
         self.page.remove_listener("console", self._on_console)
         self.page.remove_listener("pageerror", self._on_page_error)
 
-    async def screenshot(self, name: str) -> Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{name}.png"
-        await self.page.screenshot(path=str(path), full_page=True)
-        return path
+    async def screenshot(self, name: str) -> None:
+        """artifacts/screenshots/NAME.png, with PAGE_SCREENSHOTS=1."""
+        if TAKE_SCREENSHOTS:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            await self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 # Set on the page rather than the context, so a context made for one test serves another
