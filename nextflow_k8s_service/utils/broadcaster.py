@@ -48,6 +48,12 @@ def websocket_text_message(payload: bytes) -> bytes:
     return head + payload
 
 
+def websocket_text_payload(message: bytes) -> bytes:
+    """The payload of a frame made by `websocket_text_message` (its inverse)."""
+    length = message[1] & 0x7F
+    return message[2 if length < 126 else 4 if length == 126 else 10 :]
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """A frame ready to send: `wire` is its whole JSON, `seq` included, encoded once and framed
@@ -62,9 +68,7 @@ class Frame:
 
     @property
     def text(self) -> str:
-        length = self.wire[1] & 0x7F
-        head = 2 if length < 126 else 4 if length == 126 else 10
-        return self.wire[head:].decode()
+        return websocket_text_payload(self.wire).decode()
 
     @classmethod
     def build(

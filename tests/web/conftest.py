@@ -68,9 +68,10 @@ async def browser() -> AsyncIterator[Browser]:
 class Visitor:
     """One browser context and its page, with the errors the page reported."""
 
-    def __init__(self, page: Page, name: str) -> None:
+    def __init__(self, page: Page, name: str, options: dict[str, Any]) -> None:
         self.page = page
         self.name = name
+        self.options = options  # what its context was asked for (ContextPool.release)
         self.errors: list[str] = []
         # Console errors a scenario provokes on purpose (the browser logs every refused
         # WebSocket connection itself; page code cannot catch or silence that). Matched against
@@ -179,7 +180,7 @@ async def contexts(browser: Browser) -> AsyncIterator[ContextPool]:
 class Visitors:
     def __init__(self, pool: ContextPool) -> None:
         self.pool = pool
-        self.opened: list[tuple[Visitor, dict[str, Any]]] = []
+        self.opened: list[Visitor] = []
 
     async def open(self, url: str, name: str = "visitor", **context: Any) -> Visitor:
         """A new isolated visitor on `url`, once the page's stream is live."""
@@ -193,20 +194,20 @@ class Visitors:
         }
         options.update(context)
         page = await self.pool.acquire(options)
-        visitor = Visitor(page, name)
-        self.opened.append((visitor, options))
+        visitor = Visitor(page, name, options)
+        self.opened.append(visitor)
         await page.goto(url)
         await page.wait_for_selector("#conn[data-state='live']")
         return visitor
 
     def assert_no_errors(self) -> None:
-        problems = [f"{v.name}: {error}" for v, _ in self.opened for error in v.errors]
+        problems = [f"{v.name}: {error}" for v in self.opened for error in v.errors]
         assert not problems, "\n".join(problems)
 
     async def close(self) -> None:
-        for visitor, options in self.opened:
+        for visitor in self.opened:
             visitor.detach()
-            await self.pool.release(visitor.page, options)
+            await self.pool.release(visitor.page, visitor.options)
 
 
 @pytest.fixture
